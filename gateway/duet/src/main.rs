@@ -1,0 +1,106 @@
+//! `duet`: one binary for every Duet service.
+//!
+//! - `duet up`: everything in one process on the embedded defaults, printing the URL and the
+//!   demo logins.
+//! - `duet sfu`, `duet gateway`: one service alone.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use duet::{DuetConfig, Running, start_gateway, start_sfu, start_up};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "duet", version, about = "Duet: media infrastructure for dual-teacher classrooms")]
+struct Cli {
+    /// Configuration file (TOML); see deploy/duet.sample.toml. Defaults apply without one.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every service in one process (SQLite and files under the data directory).
+    Up,
+    /// Run the SFU alone.
+    Sfu,
+    /// Run the gateway alone.
+    Gateway,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = match &cli.config {
+        Some(p) => DuetConfig::load(p)?,
+        None => DuetConfig::default(),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log)),
+        )
+        .init();
+    let mut running = match cli.command {
+        Command::Up => start_up(&config).await,
+        Command::Sfu => start_sfu(&config).await,
+        Command::Gateway => start_gateway(&config).await,
+    }
+    .context("Duet did not start")?;
+    announce(&running);
+    tokio::select! {
+        r = running.wait() => r.context("server stopped")?,
+        _ = shutdown_signal() => {
+            eprintln!("Duet: stopping…");
+            running.stop().await;
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler works on Unix");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// The address other classroom PCs can reach: the interface a route to a private address would
+/// use (a UDP `connect` sends nothing).
+fn lan_ip() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("10.254.254.254:9").ok()?;
+    s.local_addr().ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified())
+}
+
+fn announce(r: &Running) {
+    let port = r.addr.port();
+    println!();
+    println!("Duet is running.");
+    if r.gateway.is_some() {
+        println!("  Open:    http://localhost:{port}/");
+        if let Some(ip) = lan_ip() {
+            println!("  From classroom PCs: http://{ip}:{port}/");
+        }
+    }
+    if r.sfu.is_some() {
+        println!("  Metrics: http://localhost:{port}/metrics");
+    }
+    if let Some(demo) = r.gateway.as_ref().and_then(|g| g.demo.as_ref()) {
+        println!();
+        println!("  Demo class: {}", demo.title);
+        for a in &demo.accounts {
+            println!("    {:<10} password {:<10} {} ({})", a.username, a.password, a.display_name, a.role);
+        }
+    }
+    println!();
+}

@@ -1,0 +1,114 @@
+//! Starting services. Each `start_*` binds its listener, spawns the server with a shutdown
+//! signal, and returns a [`Running`] handle whose `stop` drains and waits.
+
+use crate::config::{ConfigError, DuetConfig};
+use duet_gateway::{AppState, app};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Why a service did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Configuration problem.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Where.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The SFU refused its configuration.
+    #[error(transparent)]
+    Sfu(#[from] duet_sfu::SfuError),
+}
+
+/// A running service (or all of them).
+pub struct Running {
+    /// The bound HTTP address.
+    pub addr: SocketAddr,
+    /// The gateway's state, when a gateway runs (for the demo accounts).
+    pub gateway: Option<Arc<AppState>>,
+    /// The SFU, when one runs.
+    pub sfu: Option<Arc<duet_sfu::Sfu>>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets open requests finish, and waits.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server ends by itself (an error) or forever.
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr: addr.into(), source })
+}
+
+fn serve(listener: TcpListener, router: axum::Router) -> (SocketAddr, watch::Sender<bool>, JoinHandle<std::io::Result<()>>) {
+    let addr = listener.local_addr().expect("a bound listener has an address");
+    let (tx, mut rx) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    (addr, tx, task)
+}
+
+fn gateway_state(config: &DuetConfig) -> Result<Arc<AppState>, StartError> {
+    Ok(Arc::new(AppState {
+        config: config.gateway.clone(),
+        key: config.token_key()?,
+        demo: config.gateway.demo.then(duet_gateway::demo::DemoClass::new),
+        ready: AtomicBool::new(false),
+    }))
+}
+
+/// `duet up`: gateway and SFU on the gateway's listener, in one process.
+pub async fn start_up(config: &DuetConfig) -> Result<Running, StartError> {
+    config.validate()?;
+    let state = gateway_state(config)?;
+    let sfu = duet_sfu::Sfu::new(config.sfu.clone(), state.key.clone())?;
+    let router = app(state.clone()).merge(duet_sfu::http::router(sfu.clone()));
+    let (addr, stop, task) = serve(bind(&config.gateway.listen).await?, router);
+    state.ready.store(true, Ordering::Release);
+    Ok(Running { addr, gateway: Some(state), sfu: Some(sfu), stop, task })
+}
+
+/// `duet gateway`: the gateway alone.
+pub async fn start_gateway(config: &DuetConfig) -> Result<Running, StartError> {
+    config.validate()?;
+    let state = gateway_state(config)?;
+    let (addr, stop, task) = serve(bind(&config.gateway.listen).await?, app(state.clone()));
+    state.ready.store(true, Ordering::Release);
+    Ok(Running { addr, gateway: Some(state), sfu: None, stop, task })
+}
+
+/// `duet sfu`: the SFU alone on its own listener.
+pub async fn start_sfu(config: &DuetConfig) -> Result<Running, StartError> {
+    config.validate()?;
+    let sfu = duet_sfu::Sfu::new(config.sfu.clone(), config.token_key()?)?;
+    let router = duet_sfu::http::router(sfu.clone()).route("/healthz", axum::routing::get(|| async { "ok" }));
+    let (addr, stop, task) = serve(bind(&config.sfu.listen).await?, router);
+    Ok(Running { addr, gateway: None, sfu: Some(sfu), stop, task })
+}

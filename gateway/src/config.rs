@@ -1,0 +1,42 @@
+//! The gateway's configuration.
+
+use serde::{Deserialize, Serialize};
+
+/// Configuration of the gateway (`[gateway]` in `duet.toml`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address of the HTTP listener: web client, API, and (under `duet up`) the SFU's signalling.
+    pub listen: String,
+    /// WebSocket URL of the SFU for browsers, e.g. `wss://sfu.example.edu.cn/sfu/ws`. Empty: the
+    /// same host and port as the page (as under `duet up`).
+    pub sfu_url: String,
+    /// Lifetime of a join token, in seconds.
+    pub join_token_ttl_secs: u64,
+    /// Create the demo class and its accounts (printed at start-up).
+    pub demo: bool,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".into(),
+            sfu_url: String::new(),
+            join_token_ttl_secs: 4 * 3600,
+            demo: true,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Checks the values for consistency.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(60..=24 * 3600).contains(&self.join_token_ttl_secs) {
+            return Err("gateway.join_token_ttl_secs must be between 60 and 86400".into());
+        }
+        if !self.sfu_url.is_empty() && !(self.sfu_url.starts_with("ws://") || self.sfu_url.starts_with("wss://")) {
+            return Err("gateway.sfu_url must start with ws:// or wss://".into());
+        }
+        Ok(())
+    }
+}

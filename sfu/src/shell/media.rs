@@ -1,0 +1,215 @@
+//! webrtc-rs setup shared by every peer connection: codecs, header extensions, the interceptor
+//! chain, and the port allocator.
+//!
+//! Codecs are fixed (no transcoding): Opus, VP8 and H.264 packetization-mode 1. Payload types are
+//! Duet's own on the subscribe leg (where the SFU offers), so a forwarded packet's payload type is
+//! rewritten from the publisher's to these.
+//!
+//! The interceptor chain keeps the NACK *generator* (to recover a publisher's loss) and RTCP
+//! reports, but not the NACK *responder*: NACKs and keyframe requests from subscribers are handed
+//! to the application by [`FeedbackTap`] and answered by the forwarding core, from its own cache
+//! and with its own throttle.
+
+use crate::config::SfuConfig;
+use crate::core::Codec;
+use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_rtcp_reports, configure_simulcast_extension_headers,
+};
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine,
+};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+use rtc::sansio::Protocol;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+/// RFC 6464 client-to-mixer audio level.
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
+/// One codec Duet negotiates.
+struct CodecEntry {
+    payload_type: u8,
+    mime: &'static str,
+    clock_rate: u32,
+    channels: u16,
+    fmtp: &'static str,
+}
+
+const CODECS: &[CodecEntry] = &[
+    CodecEntry { payload_type: 111, mime: MIME_TYPE_OPUS, clock_rate: 48_000, channels: 2, fmtp: "minptime=10;useinbandfec=1" },
+    CodecEntry { payload_type: 96, mime: MIME_TYPE_VP8, clock_rate: 90_000, channels: 0, fmtp: "" },
+    CodecEntry {
+        payload_type: 102,
+        mime: MIME_TYPE_H264,
+        clock_rate: 90_000,
+        channels: 0,
+        fmtp: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+    },
+    CodecEntry {
+        payload_type: 108,
+        mime: MIME_TYPE_H264,
+        clock_rate: 90_000,
+        channels: 0,
+        fmtp: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f",
+    },
+];
+
+fn video_feedback() -> Vec<RTCPFeedback> {
+    [("nack", ""), ("nack", "pli"), ("ccm", "fir")]
+        .iter()
+        .map(|(t, p)| RTCPFeedback { typ: (*t).into(), parameter: (*p).into() })
+        .collect()
+}
+
+fn params(e: &CodecEntry) -> RTCRtpCodecParameters {
+    let video = e.clock_rate == 90_000;
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: e.mime.into(),
+            clock_rate: e.clock_rate,
+            channels: e.channels,
+            sdp_fmtp_line: e.fmtp.into(),
+            rtcp_feedback: if video { video_feedback() } else { Vec::new() },
+        },
+        payload_type: e.payload_type,
+        ..Default::default()
+    }
+}
+
+/// A media engine with Duet's codecs and header extensions.
+pub fn media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
+    let mut m = MediaEngine::default();
+    for e in CODECS {
+        let kind = if e.clock_rate == 90_000 { RtpCodecKind::Video } else { RtpCodecKind::Audio };
+        m.register_codec(params(e), kind)?;
+    }
+    m.register_header_extension(
+        RTCRtpHeaderExtensionCapability { uri: AUDIO_LEVEL_URI.into() },
+        RtpCodecKind::Audio,
+        None,
+    )?;
+    configure_simulcast_extension_headers(&mut m)?;
+    Ok(m)
+}
+
+/// The interceptor chain: NACK generator, RTCP reports, and the feedback tap.
+pub fn interceptors() -> Registry {
+    let registry = Registry::new().with(
+        Slot::NackGenerator,
+        rtc::interceptor::NackGeneratorBuilder::new().build(),
+    );
+    configure_rtcp_reports(registry).with(Slot::Custom(20_000), FeedbackTap::default())
+}
+
+/// The subscribe-leg codec for a publisher's codec: Duet's payload type and parameters.
+/// H.264 matches on profile-level-id when it can, else takes the first H.264 entry.
+pub fn subscriber_codec(remote: &RTCRtpCodec) -> Option<(Codec, RTCRtpCodecParameters)> {
+    let codec = Codec::from_mime(&remote.mime_type)?;
+    let same_mime: Vec<&CodecEntry> = CODECS
+        .iter()
+        .filter(|e| e.mime.eq_ignore_ascii_case(&remote.mime_type))
+        .collect();
+    let profile = |f: &str| {
+        f.split(';')
+            .find_map(|kv| kv.trim().strip_prefix("profile-level-id="))
+            .map(|p| p.to_ascii_lowercase())
+    };
+    let wanted = profile(&remote.sdp_fmtp_line);
+    let entry = same_mime
+        .iter()
+        .find(|e| wanted.is_some() && profile(e.fmtp) == wanted)
+        .or(same_mime.first())?;
+    Some((codec, params(entry)))
+}
+
+/// Hands subscribers' keyframe requests (PLI, FIR) and NACKs to the application, where the
+/// forwarding core answers them; all other inbound RTCP stops at the end of the chain.
+#[derive(Default)]
+pub struct FeedbackTap {
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+}
+
+fn is_feedback(p: &dyn rtc::rtcp::Packet) -> bool {
+    let any = p.as_any();
+    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() || any.is::<TransportLayerNack>()
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            let keep: Vec<Box<dyn rtc::rtcp::Packet>> =
+                packets.iter().filter(|p| is_feedback(p.as_ref())).cloned().collect();
+            if keep.is_empty() {
+                return Ok(());
+            }
+            msg.message.packet = Packet::Rtcp(keep);
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write.pop_front()
+    }
+}
+
+impl Interceptor for FeedbackTap {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// Hands out media ports round-robin from the configured range.
+#[derive(Debug)]
+pub struct PortAllocator {
+    min: u16,
+    span: u32,
+    next: AtomicU32,
+}
+
+impl PortAllocator {
+    /// An allocator over `config.rtc_port_min..=config.rtc_port_max`.
+    pub fn new(config: &SfuConfig) -> Self {
+        Self {
+            min: config.rtc_port_min,
+            span: u32::from(config.rtc_port_max - config.rtc_port_min) + 1,
+            next: AtomicU32::new(0),
+        }
+    }
+
+    /// The next candidate port (the caller tries the next one if it is taken).
+    pub fn next_port(&self) -> u16 {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.span;
+        self.min + u16::try_from(i).expect("span fits the u16 port range")
+    }
+
+    /// How many ports the range holds.
+    pub fn len(&self) -> u32 {
+        self.span
+    }
+}

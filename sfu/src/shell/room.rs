@@ -1,0 +1,275 @@
+//! A live room: the sans-IO [`core::Room`](crate::core::Room) behind one mutex, plus what the
+//! shell needs to act on its outputs.
+//!
+//! Locking: one `std::sync::Mutex` per room, held only for synchronous work (core input, draining
+//! outputs into subscriber queues with `try_send`). Nothing awaits while holding it. Async effects
+//! (keyframe requests to publishers, events to sessions) are collected and done after unlocking.
+
+use crate::core::{self, Output, RtpHeader, SubHandle, TrackHandle};
+use bytes::Bytes;
+use duet_sfu_proto::signal::{QualityInfo, ServerMessage, TrackInfo};
+use duet_sfu_proto::{Grants, ParticipantId, Role, RoomId};
+use duet_sfu_proto::signal::ParticipantInfo;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::TrackRemote;
+
+/// A packet queued for one subscriber's writer task.
+pub type SinkPacket = (Arc<TrackLocalStaticRTP>, rtc::rtp::Packet);
+
+/// Commands a room (or another session) sends to a session's actor.
+pub enum SessionCmd {
+    /// Send a message to the client.
+    Send(ServerMessage),
+    /// Close signalling with a code and a reason.
+    Close(u16, String),
+    /// Start receiving a track published by someone else.
+    Subscribe(TrackHandle, TrackInfo, rtc::rtp_transceiver::rtp_sender::RTCRtpCodec),
+    /// Stop receiving a track.
+    Unsubscribe(TrackHandle),
+}
+
+/// A joined participant as the room knows it.
+pub struct Member {
+    /// What others see.
+    pub info: ParticipantInfo,
+    /// Grants from the token.
+    pub grants: Grants,
+    /// The session actor.
+    pub cmd: mpsc::UnboundedSender<SessionCmd>,
+    /// Distinguishes a replaced session from its successor with the same identity.
+    pub epoch: u64,
+}
+
+/// A published track's remote end.
+pub struct Source {
+    /// What others see.
+    pub info: TrackInfo,
+    /// The webrtc-rs remote track, for keyframe requests.
+    pub remote: Arc<dyn TrackRemote>,
+    /// The publisher's SSRC.
+    pub media_ssrc: u32,
+    /// The publisher's codec.
+    pub codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec,
+}
+
+/// A subscription's output.
+pub struct Sink {
+    /// Who receives.
+    pub participant: ParticipantId,
+    /// The local track on the subscriber's peer connection.
+    pub track: Arc<TrackLocalStaticRTP>,
+    /// The subscriber's writer queue.
+    pub queue: mpsc::Sender<SinkPacket>,
+}
+
+/// Everything behind the room's lock.
+pub struct RoomInner {
+    /// The forwarding core.
+    pub core: core::Room,
+    /// Joined participants, hidden ones included.
+    pub members: HashMap<ParticipantId, Member>,
+    /// Raised hands, in order.
+    pub hands: Vec<ParticipantId>,
+    /// Who is spotlighted.
+    pub spotlight: Option<ParticipantId>,
+    /// Last link-quality report per participant.
+    pub quality: HashMap<ParticipantId, QualityInfo>,
+    /// Published tracks.
+    pub sources: HashMap<TrackHandle, Source>,
+    /// Subscriptions' outputs.
+    pub sinks: HashMap<SubHandle, Sink>,
+}
+
+/// Counters that outlive rooms, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ShellCounters {
+    /// Packets dropped because a subscriber's queue was full.
+    pub queue_drops: AtomicU64,
+    /// Forwarding counters of rooms that have closed.
+    pub closed: Mutex<core::RoomStats>,
+}
+
+/// A live room.
+pub struct LiveRoom {
+    /// Its id.
+    pub id: RoomId,
+    inner: Mutex<RoomInner>,
+    counters: Arc<ShellCounters>,
+    /// A span carried by everything the room does.
+    pub span: tracing::Span,
+}
+
+/// An effect to perform after unlocking.
+pub enum Deferred {
+    /// Send a PLI to this publisher track.
+    Pli(Arc<dyn TrackRemote>, u32),
+    /// Tell everyone the active speaker.
+    Speaker(Option<ParticipantId>),
+}
+
+impl LiveRoom {
+    /// A new, empty room.
+    pub fn new(id: RoomId, config: core::CoreConfig, counters: Arc<ShellCounters>) -> Self {
+        let span = tracing::info_span!("room", room = %id);
+        Self {
+            inner: Mutex::new(RoomInner {
+                core: core::Room::new(id.clone(), config),
+                members: HashMap::new(),
+                hands: Vec::new(),
+                spotlight: None,
+                quality: HashMap::new(),
+                sources: HashMap::new(),
+                sinks: HashMap::new(),
+            }),
+            id,
+            counters,
+            span,
+        }
+    }
+
+    /// Locks the room. Never hold the guard across an `.await`.
+    pub fn lock(&self) -> MutexGuard<'_, RoomInner> {
+        // A poisoned lock means a panic while forwarding, which is a bug; keep serving anyway.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drains the core's outputs: forwards go straight into subscriber queues, the rest is
+    /// returned to be done after unlocking.
+    pub fn drain(&self, inner: &mut RoomInner, deferred: &mut Vec<Deferred>) {
+        while let Some(out) = inner.core.poll_output() {
+            match out {
+                Output::Forward { sub, header, payload, .. } => {
+                    let Some(sink) = inner.sinks.get(&sub) else { continue };
+                    let packet = to_rtp(header, payload);
+                    if sink.queue.try_send((sink.track.clone(), packet)).is_err() {
+                        self.counters.queue_drops.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Output::RequestKeyframe { track } => {
+                    if let Some(src) = inner.sources.get(&track) {
+                        deferred.push(Deferred::Pli(src.remote.clone(), src.media_ssrc));
+                    }
+                }
+                Output::ActiveSpeaker(p) => deferred.push(Deferred::Speaker(p)),
+            }
+        }
+    }
+
+    /// Performs deferred effects.
+    pub async fn perform(&self, deferred: Vec<Deferred>) {
+        for d in deferred {
+            match d {
+                Deferred::Pli(remote, media_ssrc) => {
+                    let pli = rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                        sender_ssrc: 0,
+                        media_ssrc,
+                    };
+                    if let Err(e) = remote.write_rtcp(vec![Box::new(pli)]).await {
+                        tracing::debug!(parent: &self.span, error = %e, "keyframe request not sent");
+                    }
+                }
+                Deferred::Speaker(p) => self.broadcast(&ServerMessage::ActiveSpeaker { participant: p }, None),
+            }
+        }
+    }
+
+    /// A packet from a publisher.
+    pub async fn on_rtp(&self, track: TrackHandle, packet: rtc::rtp::Packet, audio_level_ext: Option<u8>) {
+        let level = audio_level_ext
+            .and_then(|id| packet.header.get_extension(id))
+            .and_then(|b| b.first().map(|v| v & 0x7f));
+        let header = RtpHeader {
+            payload_type: packet.header.payload_type,
+            marker: packet.header.marker,
+            sequence_number: packet.header.sequence_number,
+            timestamp: packet.header.timestamp,
+            ssrc: packet.header.ssrc,
+        };
+        let mut deferred = Vec::new();
+        {
+            let mut inner = self.lock();
+            inner.core.handle_rtp(Instant::now(), track, header, packet.payload, level);
+            self.drain(&mut inner, &mut deferred);
+        }
+        if !deferred.is_empty() {
+            self.perform(deferred).await;
+        }
+    }
+
+    /// Sends `msg` to every member except `except` (hidden members still receive).
+    pub fn broadcast(&self, msg: &ServerMessage, except: Option<&ParticipantId>) {
+        let inner = self.lock();
+        for (id, m) in &inner.members {
+            if Some(id) != except {
+                let _ = m.cmd.send(SessionCmd::Send(msg.clone()));
+            }
+        }
+    }
+
+    /// Visible participants except `except`.
+    pub fn visible_participants(inner: &RoomInner, except: &ParticipantId) -> Vec<ParticipantInfo> {
+        let mut v: Vec<ParticipantInfo> = inner
+            .members
+            .iter()
+            .filter(|(id, m)| *id != except && !m.info.role.is_hidden())
+            .map(|(_, m)| m.info.clone())
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Sends the quality table to the lead and observers.
+    pub fn send_quality(&self) {
+        let inner = self.lock();
+        let mut participants: Vec<QualityInfo> = inner.quality.values().cloned().collect();
+        participants.sort_by(|a, b| a.participant.cmp(&b.participant));
+        let msg = ServerMessage::Quality { participants };
+        for m in inner.members.values() {
+            if matches!(m.info.role, Role::Lead | Role::Observer) {
+                let _ = m.cmd.send(SessionCmd::Send(msg.clone()));
+            }
+        }
+    }
+
+    /// Cumulative forwarding counters of this room.
+    pub fn stats(&self) -> core::RoomStats {
+        self.lock().core.stats().clone()
+    }
+
+    /// Adds this room's counters to the closed-room totals (when it closes).
+    pub fn retire(&self) {
+        let s = self.stats();
+        let mut c = self.counters.closed.lock().unwrap_or_else(|e| e.into_inner());
+        c.packets_in += s.packets_in;
+        c.bytes_in += s.bytes_in;
+        c.packets_out += s.packets_out;
+        c.bytes_out += s.bytes_out;
+        c.nacks += s.nacks;
+        c.nack_hits += s.nack_hits;
+        c.nack_misses += s.nack_misses;
+        c.plis_sent += s.plis_sent;
+        c.plis_throttled += s.plis_throttled;
+    }
+}
+
+/// Builds a webrtc-rs packet from the core's rewritten header; extensions are not forwarded
+/// (the subscriber leg adds its own).
+pub fn to_rtp(h: RtpHeader, payload: Bytes) -> rtc::rtp::Packet {
+    rtc::rtp::Packet {
+        header: rtc::rtp::header::Header {
+            version: 2,
+            marker: h.marker,
+            payload_type: h.payload_type,
+            sequence_number: h.sequence_number,
+            timestamp: h.timestamp,
+            ssrc: h.ssrc,
+            ..Default::default()
+        },
+        payload,
+    }
+}

@@ -1,0 +1,17 @@
+//! Test support for Duet's end-to-end tests, which drive real Chromium peers
+//! against the Duet services.
+//!
+//! Modules:
+//! - [`netns`]: moves a `harness = false` test binary into a private network
+//!   namespace with a veth pair on `10.200.0.0/24`, so Chromium has a
+//!   non-loopback interface to gather ICE candidates on while no traffic
+//!   leaves the test; plus `tc` link-shaping helpers.
+//! - [`browser`]: a minimal Chrome DevTools Protocol client: launch headless
+//!   Chromium ([`Browser`]), open isolated tabs ([`Page`]), evaluate
+//!   JavaScript, poll for conditions, take screenshots, read console output.
+
+pub mod browser;
+pub mod netns;
+
+pub use browser::{Browser, JsException, LaunchOptions, Page};
+pub use netns::{TestNet, enter_private_network};

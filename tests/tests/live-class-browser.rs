@@ -1,0 +1,196 @@
+//! A live paired class in real Chromium: one lead-teacher page and two receiving-classroom pages
+//! join one class through `duet up`, inside a network namespace this test creates, once with VP8
+//! and once with H.264.
+//!
+//! Asserted from each page's `getStats()` (through `window.duet.summary()`):
+//! - each classroom decodes the teacher's camera (framesDecoded > 60) and the courseware screen,
+//!   and receives the teacher's audio (samples growing);
+//! - the teacher decodes both classrooms' video (framesDecoded > 60);
+//! - no page receives its own tracks;
+//! - the negotiated video codec is the one the scenario asked for;
+//! - a raised hand from a classroom reaches the teacher's page.
+//!
+//! It prints the join time (page load to first decoded teacher frame) per classroom.
+//! `harness = false`: `main` must enter the network namespace before any thread exists.
+
+use anyhow::{Context, Result, bail, ensure};
+use duet::DuetConfig;
+use duet_sfu_proto::{JoinClaims, Role};
+use duet_tests::{Browser, LaunchOptions, Page, enter_private_network};
+use serde_json::Value;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const KEY: &str = "live-class-browser-test-key";
+
+fn token(room: &str, who: &str, name: &str, role: Role) -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let key = duet_sfu_proto::TokenKey::new(KEY.as_bytes()).unwrap();
+    key.sign(&JoinClaims {
+        room: room.into(),
+        sub: who.into(),
+        name: name.into(),
+        role,
+        grants: role.default_grants(),
+        iat: now,
+        exp: now + 600,
+    })
+}
+
+async fn summary(page: &Page) -> Result<Value> {
+    page.evaluate("window.duet.summary()").await
+}
+
+/// Inbound entries of a summary from `participant` with `source`.
+fn inbound<'a>(s: &'a Value, participant: &str, source: &str) -> Option<&'a Value> {
+    s["inbound"].as_array()?.iter().find(|i| i["participant"] == participant && i["source"] == source)
+}
+
+fn num(v: Option<&Value>, field: &str) -> f64 {
+    v.and_then(|v| v[field].as_f64()).unwrap_or(0.0)
+}
+
+async fn wait_until<F>(page: &Page, what: &str, timeout: Duration, mut ok: F) -> Result<Value>
+where
+    F: FnMut(&Value) -> bool,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        if let Ok(s) = summary(page).await {
+            if ok(&s) {
+                return Ok(s);
+            }
+            last = s;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    bail!("timed out waiting for {what}; last summary: {last:#}\nconsole: {:#?}", page.console_tail())
+}
+
+async fn class(codec: &str, host: &str) -> Result<()> {
+    let data_dir = std::env::temp_dir().join(format!("duet-live-class-{codec}-{}", std::process::id()));
+    let mut config = DuetConfig { data_dir: data_dir.clone(), token_key: KEY.into(), ..DuetConfig::default() };
+    config.gateway.listen = format!("{host}:0");
+    config.gateway.demo = false;
+    config.sfu.rtc_port_min = 52_000;
+    config.sfu.rtc_port_max = 52_999;
+    let running = duet::start_up(&config).await.context("duet up")?;
+    let base = format!("http://{host}:{}/", running.addr.port());
+
+    // Camera and microphone need a secure context; the test origin is plain HTTP on a private
+    // address, so Chromium is told to treat it as secure (as a school would with HTTPS).
+    let origin = base.trim_end_matches('/').to_string();
+    let browser =
+        Browser::launch(LaunchOptions::default().arg(format!("--unsafely-treat-insecure-origin-as-secure={origin}"))).await?;
+    let room = format!("class-{codec}");
+    let url = |who: &str, name: &str, role| format!("{base}?codec={codec}&token={}", token(&room, who, name, role));
+    let result = async {
+        let teacher = browser.new_page(&url("teacher", "王老师", Role::Lead)).await?;
+        teacher.wait_for("window.duet && window.duet.state.joined", Duration::from_secs(20)).await?;
+        teacher.evaluate("window.duet.shareScreen({synthetic: true})").await?;
+        let a = browser.new_page(&url("room-a", "李家村小学", Role::Receiving)).await?;
+        let b = browser.new_page(&url("room-b", "东山教学点", Role::Receiving)).await?;
+
+        let want_codec = if codec == "h264" { "H264" } else { "VP8" };
+        for (page, me) in [(&a, "room-a"), (&b, "room-b")] {
+            let s = wait_until(page, &format!("{me} to decode the teacher"), Duration::from_secs(60), |s| {
+                num(inbound(s, "teacher", "camera"), "framesDecoded") > 60.0
+                    && num(inbound(s, "teacher", "screen"), "framesDecoded") > 5.0
+                    && num(inbound(s, "teacher", "microphone"), "totalSamplesReceived") > 0.0
+            })
+            .await?;
+            let cam = inbound(&s, "teacher", "camera").unwrap();
+            ensure!(
+                cam["codec"].as_str().unwrap_or("").contains(want_codec),
+                "{me} decodes the teacher's camera as {}, not {want_codec}",
+                cam["codec"]
+            );
+            // Audio keeps flowing.
+            let before = num(inbound(&s, "teacher", "microphone"), "totalSamplesReceived");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let later = summary(page).await?;
+            let after = num(inbound(&later, "teacher", "microphone"), "totalSamplesReceived");
+            ensure!(after > before, "{me}: teacher audio samples did not grow ({before} → {after})");
+        }
+        wait_until(&teacher, "the teacher to decode both classrooms", Duration::from_secs(60), |s| {
+            num(inbound(s, "room-a", "camera"), "framesDecoded") > 60.0
+                && num(inbound(s, "room-b", "camera"), "framesDecoded") > 60.0
+        })
+        .await?;
+
+        // Nobody receives their own tracks.
+        for (page, me) in [(&teacher, "teacher"), (&a, "room-a"), (&b, "room-b")] {
+            let s = summary(page).await?;
+            let ins = s["inbound"].as_array().context("inbound list")?;
+            ensure!(!ins.is_empty(), "{me} receives nothing");
+            for i in ins {
+                ensure!(i["participant"] != me, "{me} receives its own {}: {i}", i["source"]);
+            }
+            let own = page.evaluate("window.duet.state.ownTracksReceived").await?;
+            ensure!(own.as_f64() == Some(0.0), "{me} was offered its own tracks {own} times");
+        }
+
+        // A raised hand reaches the teacher.
+        a.evaluate("document.querySelector('#raise-hand').click()").await?;
+        teacher
+            .wait_for("window.duet.state.hands.includes('room-a')", Duration::from_secs(10))
+            .await
+            .context("raised hand did not reach the teacher")?;
+
+        for (page, me) in [(&a, "room-a"), (&b, "room-b")] {
+            let ms = page.evaluate("window.duet.state.firstTeacherFrameMs").await?;
+            println!("join time {codec} {me}: page load → first decoded teacher frame {} ms", ms);
+        }
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!("--- chromium log tail ---\n{}", browser.log_tail(40));
+    }
+    drop(browser);
+    running.stop().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    result
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let net = match enter_private_network() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("live-class-browser: {e:#}");
+            println!("test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out");
+            std::process::exit(1);
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_srtp=error,webrtc=error".into()))
+        .with_test_writer()
+        .try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let host = net.host_ip.to_string();
+    let cases = ["vp8", "h264"];
+    let (mut passed, mut failed, mut filtered) = (0, 0, 0);
+    println!("\nrunning {} tests", cases.len());
+    for codec in cases {
+        let name = format!("live_class_{codec}");
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            filtered += 1;
+            continue;
+        }
+        let started = Instant::now();
+        match rt.block_on(class(codec, &host)) {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok ({:.1} s)", started.elapsed().as_secs_f64());
+            }
+            Err(e) => {
+                failed += 1;
+                println!("test {name} ... FAILED\n{e:#}");
+            }
+        }
+    }
+    let verdict = if failed == 0 { "ok" } else { "FAILED" };
+    println!("\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; {filtered} filtered out\n");
+    std::process::exit(if failed == 0 { 0 } else { 1 });
+}
