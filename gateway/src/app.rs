@@ -55,7 +55,14 @@ async fn healthz(State(s): State<Arc<AppState>>) -> Response {
 async fn asset(Path(file): Path<String>) -> Response {
     let path = format!("/assets/{file}");
     match ASSETS.iter().find(|(p, _, _)| *p == path) {
-        Some((_, ctype, body)) => ([(header::CONTENT_TYPE, *ctype), (header::CACHE_CONTROL, "no-cache")], *body).into_response(),
+        Some((_, ctype, body)) => (
+            [
+                (header::CONTENT_TYPE, *ctype),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            *body,
+        )
+            .into_response(),
         None => ApiError::NotFound.into_response(),
     }
 }
@@ -108,7 +115,10 @@ async fn demo_login(
         tracing::info!(username = %req.username.escape_debug(), "failed demo login");
         ApiError::BadCredentials
     })?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let claims = JoinClaims {
         room: demo.room.clone(),
         sub: DemoClass::participant(acct),
@@ -148,13 +158,18 @@ mod tests {
     async fn call(s: &Arc<AppState>, req: Request<Body>) -> (StatusCode, Vec<u8>) {
         let res = app(s.clone()).oneshot(req).await.unwrap();
         let status = res.status();
-        (status, res.into_body().collect().await.unwrap().to_bytes().to_vec())
+        (
+            status,
+            res.into_body().collect().await.unwrap().to_bytes().to_vec(),
+        )
     }
 
     fn login(user: &str, pass: &str) -> Request<Body> {
         Request::post("/api/demo/login")
             .header("content-type", "application/json")
-            .body(Body::from(json!({"username": user, "password": pass}).to_string()))
+            .body(Body::from(
+                json!({"username": user, "password": pass}).to_string(),
+            ))
             .unwrap()
     }
 
@@ -162,9 +177,19 @@ mod tests {
     async fn healthz_waits_for_readiness() {
         let s = state();
         s.ready.store(false, Ordering::Release);
-        assert_eq!(call(&s, Request::get("/healthz").body(Body::empty()).unwrap()).await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            call(&s, Request::get("/healthz").body(Body::empty()).unwrap())
+                .await
+                .0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         s.ready.store(true, Ordering::Release);
-        assert_eq!(call(&s, Request::get("/healthz").body(Body::empty()).unwrap()).await.0, StatusCode::OK);
+        assert_eq!(
+            call(&s, Request::get("/healthz").body(Body::empty()).unwrap())
+                .await
+                .0,
+            StatusCode::OK
+        );
     }
 
     #[tokio::test]
@@ -173,27 +198,47 @@ mod tests {
         let (status, body) = call(&s, Request::get("/").body(Body::empty()).unwrap()).await;
         assert_eq!(status, StatusCode::OK);
         let page = String::from_utf8(body).unwrap();
-        assert!(!page.contains("http://") && !page.contains("https://") && !page.contains("//cdn"), "{page}");
+        assert!(
+            !page.contains("http://") && !page.contains("https://") && !page.contains("//cdn"),
+            "{page}"
+        );
         for (path, _, _) in ASSETS {
             let (status, body) = call(&s, Request::get(*path).body(Body::empty()).unwrap()).await;
             assert_eq!(status, StatusCode::OK, "{path}");
             assert!(!body.is_empty());
         }
-        assert_eq!(call(&s, Request::get("/assets/nope.js").body(Body::empty()).unwrap()).await.0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            call(
+                &s,
+                Request::get("/assets/nope.js").body(Body::empty()).unwrap()
+            )
+            .await
+            .0,
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[tokio::test]
     async fn demo_login_mints_a_token_for_exactly_that_account() {
         let s = state();
         let demo = s.demo.as_ref().unwrap();
-        let room_a = demo.accounts.iter().find(|a| a.username == "room-a").unwrap();
+        let room_a = demo
+            .accounts
+            .iter()
+            .find(|a| a.username == "room-a")
+            .unwrap();
         let (status, body) = call(&s, login("room-a", &room_a.password)).await;
         assert_eq!(status, StatusCode::OK);
         let ticket: JoinTicket = serde_json::from_slice(&body).unwrap();
         let claims = s.key.verify(&ticket.token, ticket.expires_at - 1).unwrap();
         assert_eq!(claims.role, duet_sfu_proto::Role::Receiving);
         assert_eq!(claims.sub.as_str(), "room-a");
-        assert!(!claims.grants.sources.contains(&duet_sfu_proto::Source::Screen));
+        assert!(
+            !claims
+                .grants
+                .sources
+                .contains(&duet_sfu_proto::Source::Screen)
+        );
     }
 
     #[tokio::test]

@@ -3,9 +3,21 @@
 
 /// `(path, content type, body)` of every asset.
 pub const ASSETS: &[(&str, &str, &str)] = &[
-    ("/assets/app.js", "text/javascript; charset=utf-8", include_str!("../web/app.js")),
-    ("/assets/i18n.js", "text/javascript; charset=utf-8", include_str!("../web/i18n.js")),
-    ("/assets/style.css", "text/css; charset=utf-8", include_str!("../web/style.css")),
+    (
+        "/assets/app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/app.js"),
+    ),
+    (
+        "/assets/i18n.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/i18n.js"),
+    ),
+    (
+        "/assets/style.css",
+        "text/css; charset=utf-8",
+        include_str!("../web/style.css"),
+    ),
 ];
 
 /// The single page.

@@ -34,7 +34,8 @@ impl GatewayConfig {
         if !(60..=24 * 3600).contains(&self.join_token_ttl_secs) {
             return Err("gateway.join_token_ttl_secs must be between 60 and 86400".into());
         }
-        if !self.sfu_url.is_empty() && !(self.sfu_url.starts_with("ws://") || self.sfu_url.starts_with("wss://")) {
+        let scheme_ok = self.sfu_url.starts_with("ws://") || self.sfu_url.starts_with("wss://");
+        if !self.sfu_url.is_empty() && !scheme_ok {
             return Err("gateway.sfu_url must start with ws:// or wss://".into());
         }
         Ok(())

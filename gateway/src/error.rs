@@ -40,6 +40,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
-        (status, Json(Body { code, message: self.to_string() })).into_response()
+        (
+            status,
+            Json(Body {
+                code,
+                message: self.to_string(),
+            }),
+        )
+            .into_response()
     }
 }

@@ -1168,7 +1168,9 @@
     var canvas = document.createElement('canvas');
     canvas.width = 1280;
     canvas.height = 720;
-    var ctx = canvas.getContext('2d');
+    // willReadFrequently → a software canvas: Chrome hibernates accelerated canvases of hidden
+    // pages and a hibernated canvas captures as black frames (the lead tab may be in background).
+    var ctx = canvas.getContext('2d', { alpha: false, willReadFrequently: true });
     var frame = 0;
     var title = classInfo && classInfo.title ? classInfo.title : (state.room || '');
     var fonts = '"PingFang SC","Microsoft YaHei","Noto Sans CJK SC",sans-serif';
@@ -1942,6 +1944,7 @@
   window.duet = {
     state: state,
     get firstTeacherFrameMs() { return state.firstTeacherFrameMs; },
+    get ownTracksReceived() { return state.ownTracksReceived; },
     summary: summary,
     raiseHand: raiseHand,
     lowerHand: lowerHand,

@@ -40,7 +40,10 @@ async fn ws(State(sfu): State<Arc<Sfu>>, upgrade: WebSocketUpgrade) -> Response 
 
 async fn metrics(State(sfu): State<Arc<Sfu>>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         crate::metrics::render(&sfu),
     )
 }
@@ -51,33 +54,59 @@ fn close_msg(code: u16, reason: impl Into<String>) -> Message {
     while reason.len() > 120 {
         reason.pop();
     }
-    Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Waits for `join` and verifies its token; on failure, the close frame to send.
 async fn authenticate(sfu: &Sfu, socket: &mut WebSocket) -> Result<JoinClaims, Message> {
     let first = match tokio::time::timeout(JOIN_DEADLINE, socket.next()).await {
         Err(_) => return Err(close_msg(close::JOIN_TIMEOUT, "no join message in time")),
-        Ok(None) | Ok(Some(Err(_))) => return Err(close_msg(close::JOIN_EXPECTED, "connection ended before join")),
+        Ok(None) | Ok(Some(Err(_))) => {
+            return Err(close_msg(
+                close::JOIN_EXPECTED,
+                "connection ended before join",
+            ));
+        }
         Ok(Some(Ok(m))) => m,
     };
     let Message::Text(text) = first else {
-        return Err(close_msg(close::JOIN_EXPECTED, "the first message must be a JSON join"));
+        return Err(close_msg(
+            close::JOIN_EXPECTED,
+            "the first message must be a JSON join",
+        ));
     };
     let token = match serde_json::from_str::<ClientMessage>(&text) {
         Ok(ClientMessage::Join { token }) => token,
-        Ok(_) => return Err(close_msg(close::JOIN_EXPECTED, "the first message must be join")),
+        Ok(_) => {
+            return Err(close_msg(
+                close::JOIN_EXPECTED,
+                "the first message must be join",
+            ));
+        }
         Err(_) => {
             // A join with the token missing entirely is told apart from garbage.
             let v: Option<serde_json::Value> = serde_json::from_str(&text).ok();
-            if v.as_ref().and_then(|v| v.get("type")).and_then(|t| t.as_str()) == Some("join") {
+            if v.as_ref()
+                .and_then(|v| v.get("type"))
+                .and_then(|t| t.as_str())
+                == Some("join")
+            {
                 return Err(close_msg(close::TOKEN_MISSING, "join token missing"));
             }
-            return Err(close_msg(close::JOIN_EXPECTED, "the first message must be a JSON join"));
+            return Err(close_msg(
+                close::JOIN_EXPECTED,
+                "the first message must be a JSON join",
+            ));
         }
     };
     sfu.key().verify(&token, now_unix()).map_err(|e| {

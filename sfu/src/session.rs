@@ -69,7 +69,10 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        if matches!(state, RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed) {
+        if matches!(
+            state,
+            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
+        ) {
             let _ = self.tx.send(PcEvent::Ended(self.target));
         }
     }
@@ -129,7 +132,11 @@ impl Session {
         sfu: Arc<Sfu>,
         claims: JoinClaims,
         out: mpsc::UnboundedSender<Outgoing>,
-    ) -> (Session, mpsc::UnboundedReceiver<SessionCmd>, mpsc::UnboundedReceiver<PcEvent>) {
+    ) -> (
+        Session,
+        mpsc::UnboundedReceiver<SessionCmd>,
+        mpsc::UnboundedReceiver<PcEvent>,
+    ) {
         let room = sfu.room(&claims.room);
         let span = tracing::info_span!(parent: &room.span, "participant", id = %claims.sub, role = %claims.role);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -191,7 +198,10 @@ impl Session {
         }
         let _ = out.send(Outgoing::Msg(joined));
         if !claims.role.is_hidden() {
-            room.broadcast(&ServerMessage::ParticipantJoined { participant: info }, Some(&claims.sub));
+            room.broadcast(
+                &ServerMessage::ParticipantJoined { participant: info },
+                Some(&claims.sub),
+            );
         }
         tracing::info!(parent: &span, name = %claims.name, "joined");
         (
@@ -262,7 +272,9 @@ impl Session {
         }
         let msg: ClientMessage = match serde_json::from_str(text) {
             Ok(m) => m,
-            Err(e) => return self.error(ErrorCode::BadMessage, format!("not a valid message: {e}")),
+            Err(e) => {
+                return self.error(ErrorCode::BadMessage, format!("not a valid message: {e}"));
+            }
         };
         match msg {
             ClientMessage::Join { .. } => self.error(ErrorCode::AlreadyJoined, "already joined"),
@@ -273,15 +285,32 @@ impl Session {
             ClientMessage::LowerHand { participant } => {
                 let who = participant.unwrap_or_else(|| self.claims.sub.clone());
                 if who != self.claims.sub && self.claims.role != Role::Lead {
-                    return self.error(ErrorCode::Forbidden, "only the lead teacher may lower another classroom's hand");
+                    return self.error(
+                        ErrorCode::Forbidden,
+                        "only the lead teacher may lower another classroom's hand",
+                    );
                 }
                 self.set_hand(who, false);
             }
             ClientMessage::Spotlight { participant } => self.on_spotlight(participant),
             ClientMessage::MuteRequest { participant } => self.on_mute_request(participant),
-            ClientMessage::Quality { loss_pct, rtt_ms, jitter_ms } => {
-                let finite = |v: f32| if v.is_finite() { v.clamp(0.0, 100_000.0) } else { 0.0 };
-                let (loss_pct, rtt_ms, jitter_ms) = (finite(loss_pct).min(100.0), finite(rtt_ms), finite(jitter_ms));
+            ClientMessage::Quality {
+                loss_pct,
+                rtt_ms,
+                jitter_ms,
+            } => {
+                let finite = |v: f32| {
+                    if v.is_finite() {
+                        v.clamp(0.0, 100_000.0)
+                    } else {
+                        0.0
+                    }
+                };
+                let (loss_pct, rtt_ms, jitter_ms) = (
+                    finite(loss_pct).min(100.0),
+                    finite(rtt_ms),
+                    finite(jitter_ms),
+                );
                 self.room.lock().quality.insert(
                     self.claims.sub.clone(),
                     QualityInfo {
@@ -295,14 +324,19 @@ impl Session {
                 self.room.send_quality();
             }
             ClientMessage::Leave => {
-                let _ = self.out.send(Outgoing::Close(1000, "left the class".into()));
+                let _ = self
+                    .out
+                    .send(Outgoing::Close(1000, "left the class".into()));
             }
         }
     }
 
     fn set_hand(&self, who: ParticipantId, up: bool) {
         if up && !matches!(self.claims.role, Role::Receiving) {
-            return self.error(ErrorCode::Forbidden, "only a receiving classroom can raise its hand");
+            return self.error(
+                ErrorCode::Forbidden,
+                "only a receiving classroom can raise its hand",
+            );
         }
         let hands = {
             let mut inner = self.room.lock();
@@ -325,7 +359,10 @@ impl Session {
 
     fn on_spotlight(&self, participant: Option<ParticipantId>) {
         if self.claims.role != Role::Lead {
-            return self.error(ErrorCode::Forbidden, "only the lead teacher can call on a classroom");
+            return self.error(
+                ErrorCode::Forbidden,
+                "only the lead teacher can call on a classroom",
+            );
         }
         {
             let mut inner = self.room.lock();
@@ -337,17 +374,23 @@ impl Session {
             }
             inner.spotlight = participant.clone();
         }
-        self.room.broadcast(&ServerMessage::Spotlight { participant }, None);
+        self.room
+            .broadcast(&ServerMessage::Spotlight { participant }, None);
     }
 
     fn on_mute_request(&self, participant: ParticipantId) {
         if self.claims.role != Role::Lead {
-            return self.error(ErrorCode::Forbidden, "only the lead teacher can ask a classroom to mute");
+            return self.error(
+                ErrorCode::Forbidden,
+                "only the lead teacher can ask a classroom to mute",
+            );
         }
         let inner = self.room.lock();
         match inner.members.get(&participant) {
             Some(m) if !m.info.role.is_hidden() => {
-                let _ = m.cmd.send(SessionCmd::Send(ServerMessage::MuteRequested { by: self.claims.sub.clone() }));
+                let _ = m.cmd.send(SessionCmd::Send(ServerMessage::MuteRequested {
+                    by: self.claims.sub.clone(),
+                }));
             }
             _ => {
                 drop(inner);
@@ -356,15 +399,26 @@ impl Session {
         }
     }
 
-    async fn on_publish_offer(&mut self, sdp: String, tracks: Vec<duet_sfu_proto::signal::PublishedTrack>) {
+    async fn on_publish_offer(
+        &mut self,
+        sdp: String,
+        tracks: Vec<duet_sfu_proto::signal::PublishedTrack>,
+    ) {
         if tracks.len() > 8 {
             return self.error(ErrorCode::BadMessage, "too many tracks in one offer");
         }
         for t in &tracks {
-            if !self.claims.grants.allows_publish(self.claims.role, t.source) {
+            if !self
+                .claims
+                .grants
+                .allows_publish(self.claims.role, t.source)
+            {
                 return self.error(
                     ErrorCode::Forbidden,
-                    format!("a {} participant may not publish {}", self.claims.role, t.source),
+                    format!(
+                        "a {} participant may not publish {}",
+                        self.claims.role, t.source
+                    ),
                 );
             }
             if t.track_id.is_empty() || t.track_id.len() > 128 {
@@ -373,12 +427,20 @@ impl Session {
         }
         let offer = match RTCSessionDescription::offer(sdp) {
             Ok(o) => o,
-            Err(e) => return self.error(ErrorCode::BadSdp, format!("the offer is not valid SDP: {e}")),
+            Err(e) => {
+                return self.error(
+                    ErrorCode::BadSdp,
+                    format!("the offer is not valid SDP: {e}"),
+                );
+            }
         };
         let pc = match &self.publish_pc {
             Some(pc) => pc.clone(),
             None => {
-                let handler = Arc::new(Handler { target: PcTarget::Publisher, tx: self.pc_tx.clone() });
+                let handler = Arc::new(Handler {
+                    target: PcTarget::Publisher,
+                    tx: self.pc_tx.clone(),
+                });
                 match self.sfu.peer_connection(handler).await {
                     Ok(pc) => {
                         self.publish_pc = Some(pc.clone());
@@ -386,17 +448,23 @@ impl Session {
                     }
                     Err(e) => {
                         tracing::warn!(parent: &self.span, error = %e, "publish connection not created");
-                        return self.error(ErrorCode::Internal, "the server could not accept media now");
+                        return self
+                            .error(ErrorCode::Internal, "the server could not accept media now");
                     }
                 }
             }
         };
         if let Err(e) = pc.set_remote_description(offer).await {
-            return self.error(ErrorCode::BadSdp, format!("the offer could not be applied: {e}"));
+            return self.error(
+                ErrorCode::BadSdp,
+                format!("the offer could not be applied: {e}"),
+            );
         }
         let answer = match pc.create_answer(None).await {
             Ok(a) => a,
-            Err(e) => return self.error(ErrorCode::BadSdp, format!("no answer to this offer: {e}")),
+            Err(e) => {
+                return self.error(ErrorCode::BadSdp, format!("no answer to this offer: {e}"));
+            }
         };
         if let Err(e) = pc.set_local_description(answer).await {
             return self.error(ErrorCode::Internal, format!("answer not applied: {e}"));
@@ -406,8 +474,14 @@ impl Session {
         };
         self.audio_level_ext = extmap_id(&local.sdp, AUDIO_LEVEL_URI);
         // Tracks no longer declared are unpublished.
-        let now: HashMap<String, Source> = tracks.into_iter().map(|t| (t.track_id, t.source)).collect();
-        let gone: Vec<String> = self.published.keys().filter(|k| !now.contains_key(*k)).cloned().collect();
+        let now: HashMap<String, Source> =
+            tracks.into_iter().map(|t| (t.track_id, t.source)).collect();
+        let gone: Vec<String> = self
+            .published
+            .keys()
+            .filter(|k| !now.contains_key(*k))
+            .cloned()
+            .collect();
         for k in gone {
             self.unpublish(&k);
         }
@@ -424,11 +498,19 @@ impl Session {
         }
         let answer = match RTCSessionDescription::answer(sdp) {
             Ok(a) => a,
-            Err(e) => return self.error(ErrorCode::BadSdp, format!("the answer is not valid SDP: {e}")),
+            Err(e) => {
+                return self.error(
+                    ErrorCode::BadSdp,
+                    format!("the answer is not valid SDP: {e}"),
+                );
+            }
         };
         if let Err(e) = pc.set_remote_description(answer).await {
             // The offer stays outstanding: the client may answer again.
-            return self.error(ErrorCode::BadSdp, format!("the answer could not be applied: {e}"));
+            return self.error(
+                ErrorCode::BadSdp,
+                format!("the answer could not be applied: {e}"),
+            );
         }
         self.negotiating = false;
         if std::mem::take(&mut self.dirty) {
@@ -455,14 +537,19 @@ impl Session {
             ..Default::default()
         };
         if let Err(e) = pc.add_ice_candidate(init).await {
-            self.error(ErrorCode::BadCandidate, format!("candidate not applied: {e}"));
+            self.error(
+                ErrorCode::BadCandidate,
+                format!("candidate not applied: {e}"),
+            );
         }
     }
 
     /// Handles an event from one of the peer connections.
     pub async fn on_pc_event(&mut self, ev: PcEvent) {
         match ev {
-            PcEvent::Candidate(target, candidate) => self.send(ServerMessage::Ice { target, candidate }),
+            PcEvent::Candidate(target, candidate) => {
+                self.send(ServerMessage::Ice { target, candidate })
+            }
             PcEvent::Track(remote) => self.on_remote_track(remote).await,
             PcEvent::Ended(target) => {
                 tracing::info!(parent: &self.span, ?target, "peer connection failed or closed");
@@ -479,8 +566,12 @@ impl Session {
         if self.published.contains_key(&browser_id) {
             return;
         }
-        let Some(media_ssrc) = remote.ssrcs().await.first().copied() else { return };
-        let Some(codec) = remote.codec(media_ssrc).await else { return };
+        let Some(media_ssrc) = remote.ssrcs().await.first().copied() else {
+            return;
+        };
+        let Some(codec) = remote.codec(media_ssrc).await else {
+            return;
+        };
         let Some((core_codec, _)) = media::subscriber_codec(&codec) else {
             tracing::warn!(parent: &self.span, mime = %codec.mime_type, "unsupported codec");
             return;
@@ -490,8 +581,17 @@ impl Session {
             return;
         }
         self.next_track += 1;
-        let track_id = TrackId(format!("{}-{}-{}", self.claims.sub, source, self.epoch * 100 + u64::from(self.next_track)));
-        let info = TrackInfo { track_id: track_id.clone(), participant: self.claims.sub.clone(), source };
+        let track_id = TrackId(format!(
+            "{}-{}-{}",
+            self.claims.sub,
+            source,
+            self.epoch * 100 + u64::from(self.next_track)
+        ));
+        let info = TrackInfo {
+            track_id: track_id.clone(),
+            participant: self.claims.sub.clone(),
+            source,
+        };
         let handle = {
             let mut inner = self.room.lock();
             let h = inner.core.add_track(TrackSpec {
@@ -502,12 +602,21 @@ impl Session {
             });
             inner.sources.insert(
                 h,
-                RoomSource { info: info.clone(), remote: remote.clone(), media_ssrc, codec: codec.clone() },
+                RoomSource {
+                    info: info.clone(),
+                    remote: remote.clone(),
+                    media_ssrc,
+                    codec: codec.clone(),
+                },
             );
             h
         };
         let room = self.room.clone();
-        let level_ext = if source.is_audio() { self.audio_level_ext } else { None };
+        let level_ext = if source.is_audio() {
+            self.audio_level_ext
+        } else {
+            None
+        };
         let track_span = tracing::info_span!(parent: &self.span, "track", id = %track_id, %source);
         tracing::info!(parent: &track_span, mime = %codec.mime_type, "published");
         let reader = tokio::spawn(
@@ -523,22 +632,35 @@ impl Session {
             }
             .instrument(track_span),
         );
-        self.published.insert(browser_id, Published { handle, info: info.clone(), reader });
+        self.published.insert(
+            browser_id,
+            Published {
+                handle,
+                info: info.clone(),
+                reader,
+            },
+        );
         // Announce, and subscribe everyone else who may receive.
         let inner = self.room.lock();
         for (id, m) in &inner.members {
             if *id == self.claims.sub {
                 continue;
             }
-            let _ = m.cmd.send(SessionCmd::Send(ServerMessage::TrackPublished { track: info.clone() }));
+            let _ = m.cmd.send(SessionCmd::Send(ServerMessage::TrackPublished {
+                track: info.clone(),
+            }));
             if m.grants.subscribe {
-                let _ = m.cmd.send(SessionCmd::Subscribe(handle, info.clone(), codec.clone()));
+                let _ = m
+                    .cmd
+                    .send(SessionCmd::Subscribe(handle, info.clone(), codec.clone()));
             }
         }
     }
 
     fn unpublish(&mut self, browser_id: &str) {
-        let Some(p) = self.published.remove(browser_id) else { return };
+        let Some(p) = self.published.remove(browser_id) else {
+            return;
+        };
         p.reader.abort();
         let inner_members: Vec<mpsc::UnboundedSender<SessionCmd>> = {
             let mut inner = self.room.lock();
@@ -557,7 +679,9 @@ impl Session {
         tracing::info!(parent: &self.span, track = %p.info.track_id, "unpublished");
         for cmd in inner_members {
             let _ = cmd.send(SessionCmd::Unsubscribe(p.handle));
-            let _ = cmd.send(SessionCmd::Send(ServerMessage::TrackUnpublished { track: p.info.clone() }));
+            let _ = cmd.send(SessionCmd::Send(ServerMessage::TrackUnpublished {
+                track: p.info.clone(),
+            }));
         }
     }
 
@@ -598,7 +722,10 @@ impl Session {
         if let Some(pc) = &self.subscribe_pc {
             return Some(pc.clone());
         }
-        let handler = Arc::new(Handler { target: PcTarget::Subscriber, tx: self.pc_tx.clone() });
+        let handler = Arc::new(Handler {
+            target: PcTarget::Subscriber,
+            tx: self.pc_tx.clone(),
+        });
         match self.sfu.peer_connection(handler).await {
             Ok(pc) => {
                 self.subscribe_pc = Some(pc.clone());
@@ -613,32 +740,44 @@ impl Session {
     }
 
     /// Adds a track to the subscribe connection (without negotiating). Returns whether it did.
-    async fn subscribe(&mut self, handle: TrackHandle, info: TrackInfo, codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec) -> bool {
+    async fn subscribe(
+        &mut self,
+        handle: TrackHandle,
+        info: TrackInfo,
+        codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec,
+    ) -> bool {
         if self.subscribed.contains_key(&handle) || info.participant == self.claims.sub {
             return false;
         }
-        let Some((_, params)) = media::subscriber_codec(&codec) else { return false };
-        let Some(pc) = self.ensure_subscribe_pc().await else { return false };
+        let Some((_, params)) = media::subscriber_codec(&codec) else {
+            return false;
+        };
+        let Some(pc) = self.ensure_subscribe_pc().await else {
+            return false;
+        };
         let ssrc: u32 = rand::random::<u32>() | 1;
         let kind = if info.source.is_audio() {
             rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio
         } else {
             rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video
         };
-        let local = Arc::new(TrackLocalStaticRTP::new(rtc::media_stream::MediaStreamTrack::new(
-            info.participant.to_string(),
-            info.track_id.to_string(),
-            info.track_id.to_string(),
-            kind,
-            vec![rtc::rtp_transceiver::rtp_sender::RTCRtpEncodingParameters {
-                rtp_coding_parameters: rtc::rtp_transceiver::rtp_sender::RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
+        let local = Arc::new(TrackLocalStaticRTP::new(
+            rtc::media_stream::MediaStreamTrack::new(
+                info.participant.to_string(),
+                info.track_id.to_string(),
+                info.track_id.to_string(),
+                kind,
+                vec![rtc::rtp_transceiver::rtp_sender::RTCRtpEncodingParameters {
+                    rtp_coding_parameters:
+                        rtc::rtp_transceiver::rtp_sender::RTCRtpCodingParameters {
+                            ssrc: Some(ssrc),
+                            ..Default::default()
+                        },
+                    codec: params.rtp_codec.clone(),
                     ..Default::default()
-                },
-                codec: params.rtp_codec.clone(),
-                ..Default::default()
-            }],
-        )));
+                }],
+            ),
+        ));
         let sender = match pc.add_track(local.clone() as Arc<dyn TrackLocal>).await {
             Ok(s) => s,
             Err(e) => {
@@ -665,7 +804,11 @@ impl Session {
             if let Ok(sub) = result {
                 inner.sinks.insert(
                     sub,
-                    Sink { participant: self.claims.sub.clone(), track: local.clone(), queue: self.sink_queue.clone() },
+                    Sink {
+                        participant: self.claims.sub.clone(),
+                        track: local.clone(),
+                        queue: self.sink_queue.clone(),
+                    },
                 );
                 self.room.drain(&mut inner, &mut deferred);
             }
@@ -706,7 +849,15 @@ impl Session {
             }
             .instrument(self.span.clone()),
         );
-        self.subscribed.insert(handle, Subscribed { sub, sender, info, feedback });
+        self.subscribed.insert(
+            handle,
+            Subscribed {
+                sub,
+                sender,
+                info,
+                feedback,
+            },
+        );
         true
     }
 
@@ -715,7 +866,9 @@ impl Session {
             self.dirty = true;
             return;
         }
-        let Some(pc) = self.subscribe_pc.clone() else { return };
+        let Some(pc) = self.subscribe_pc.clone() else {
+            return;
+        };
         let offer = match pc.create_offer(None).await {
             Ok(o) => o,
             Err(e) => {
@@ -727,11 +880,16 @@ impl Session {
             tracing::warn!(parent: &self.span, error = %e, "subscribe offer not applied");
             return;
         }
-        let Some(local) = pc.local_description().await else { return };
+        let Some(local) = pc.local_description().await else {
+            return;
+        };
         let mut tracks: Vec<TrackInfo> = self.subscribed.values().map(|s| s.info.clone()).collect();
         tracks.sort_by(|a, b| a.track_id.cmp(&b.track_id));
         self.negotiating = true;
-        self.send(ServerMessage::SubscribeOffer { sdp: local.sdp, tracks });
+        self.send(ServerMessage::SubscribeOffer {
+            sdp: local.sdp,
+            tracks,
+        });
     }
 
     /// Leaves the room: unpublishes, unsubscribes, closes the peer connections.
@@ -752,7 +910,10 @@ impl Session {
                 inner.core.unsubscribe(s.sub);
                 inner.sinks.remove(&s.sub);
             }
-            still_member = inner.members.get(&self.claims.sub).is_some_and(|m| m.epoch != self.epoch);
+            still_member = inner
+                .members
+                .get(&self.claims.sub)
+                .is_some_and(|m| m.epoch != self.epoch);
             if !still_member {
                 inner.members.remove(&self.claims.sub);
                 inner.quality.remove(&self.claims.sub);
@@ -769,18 +930,27 @@ impl Session {
             }
         }
         self.sink_writer.abort();
-        for pc in [self.publish_pc.take(), self.subscribe_pc.take()].into_iter().flatten() {
+        for pc in [self.publish_pc.take(), self.subscribe_pc.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = pc.close().await;
         }
         if !still_member {
             if !self.claims.role.is_hidden() {
-                self.room.broadcast(&ServerMessage::ParticipantLeft { participant: self.claims.sub.clone() }, None);
+                self.room.broadcast(
+                    &ServerMessage::ParticipantLeft {
+                        participant: self.claims.sub.clone(),
+                    },
+                    None,
+                );
             }
             if let Some(hands) = hands_changed {
                 self.room.broadcast(&ServerMessage::Hands { hands }, None);
             }
             if spotlight_cleared {
-                self.room.broadcast(&ServerMessage::Spotlight { participant: None }, None);
+                self.room
+                    .broadcast(&ServerMessage::Spotlight { participant: None }, None);
             }
         }
         tracing::info!(parent: &self.span, "left");

@@ -95,7 +95,9 @@ impl Sfu {
     /// Closes the room if nobody is left in it.
     pub fn close_if_empty(&self, room: &Arc<LiveRoom>) {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        if room.lock().members.is_empty() && rooms.get(&room.id).is_some_and(|r| Arc::ptr_eq(r, room)) {
+        if room.lock().members.is_empty()
+            && rooms.get(&room.id).is_some_and(|r| Arc::ptr_eq(r, room))
+        {
             rooms.remove(&room.id);
             room.retire();
             tracing::info!(parent: &room.span, "room closed");
@@ -104,7 +106,30 @@ impl Sfu {
 
     /// Live rooms.
     pub fn rooms(&self) -> Vec<Arc<LiveRoom>> {
-        self.rooms.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Drains: asks every session to close (code `SHUTDOWN`, so clients reconnect elsewhere or
+    /// later) and waits until they have left, at most `deadline`.
+    pub async fn shutdown(&self, deadline: Duration) {
+        for room in self.rooms() {
+            let inner = room.lock();
+            for m in inner.members.values() {
+                let _ = m.cmd.send(crate::shell::room::SessionCmd::Close(
+                    duet_sfu_proto::signal::close::SHUTDOWN,
+                    "the server is restarting; reconnecting".into(),
+                ));
+            }
+        }
+        let until = tokio::time::Instant::now() + deadline;
+        while self.sessions.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Builds a peer connection on the next free port of the media range.
@@ -112,7 +137,7 @@ impl Sfu {
         &self,
         handler: Arc<dyn PeerConnectionEventHandler>,
     ) -> Result<Arc<dyn PeerConnection>, SfuError> {
-        let attempts = self.ports.len().min(64);
+        let attempts = self.ports.span().min(64);
         let mut last_err = None;
         for _ in 0..attempts {
             let port = self.ports.next_port();
@@ -120,7 +145,11 @@ impl Sfu {
                 .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled);
             if !self.config.public_ips.is_empty() {
                 settings = settings.with_nat_1to1_ips(
-                    self.config.public_ips.iter().map(|ip| ip.to_string()).collect(),
+                    self.config
+                        .public_ips
+                        .iter()
+                        .map(|ip| ip.to_string())
+                        .collect(),
                     RTCIceCandidateType::Host,
                 );
             }

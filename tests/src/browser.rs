@@ -74,6 +74,11 @@ pub struct LaunchOptions {
     /// Flags added after the standard ones, e.g.
     /// `--use-file-for-fake-audio-capture=/path/tone.wav`.
     pub extra_args: Vec<String>,
+    /// Plain-http origins to treat as secure contexts, e.g.
+    /// `http://10.200.0.1:8080`. Pages need one for `getUserMedia`, and
+    /// Chromium here gathers ICE candidates on the test network only for
+    /// secure-context pages (see [`crate::netns`]).
+    pub secure_origins: Vec<String>,
     /// How long Chromium may take to open its DevTools port.
     pub startup_timeout: Duration,
 }
@@ -82,6 +87,7 @@ impl Default for LaunchOptions {
     fn default() -> Self {
         Self {
             extra_args: Vec::new(),
+            secure_origins: Vec::new(),
             startup_timeout: Duration::from_secs(20),
         }
     }
@@ -92,6 +98,24 @@ impl LaunchOptions {
     pub fn arg(mut self, flag: impl Into<String>) -> Self {
         self.extra_args.push(flag.into());
         self
+    }
+
+    /// Treats a plain-http origin (scheme, host and port) as a secure context.
+    pub fn secure_origin(mut self, origin: impl Into<String>) -> Self {
+        self.secure_origins.push(origin.into());
+        self
+    }
+
+    /// The flags this adds to the standard ones.
+    fn flags(&self) -> Vec<String> {
+        let mut flags = self.extra_args.clone();
+        if !self.secure_origins.is_empty() {
+            let origins = self.secure_origins.join(",");
+            flags.push(format!(
+                "--unsafely-treat-insecure-origin-as-secure={origins}"
+            ));
+        }
+        flags
     }
 }
 
@@ -114,7 +138,7 @@ impl Browser {
                 binary.display()
             );
         }
-        let mut process = ChromiumProcess::spawn(&binary, &options.extra_args)?;
+        let mut process = ChromiumProcess::spawn(&binary, &options.flags())?;
         let connect = async {
             let port = process.devtools_port(options.startup_timeout).await?;
             let url = browser_websocket_url(port).await?;
@@ -459,8 +483,11 @@ impl ChromiumProcess {
 
 impl Drop for ChromiumProcess {
     fn drop(&mut self) {
-        kill_process_group(self.child.id());
-        let _ = self.child.wait();
+        // Only while the leader is unreaped does its pid surely name our group.
+        if let Ok(None) = self.child.try_wait() {
+            kill_process_group(self.child.id());
+            let _ = self.child.wait();
+        }
         // Chromium's helpers may still be exiting and writing; retry briefly.
         for _ in 0..10 {
             match std::fs::remove_dir_all(&self.profile) {

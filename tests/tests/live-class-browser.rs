@@ -23,7 +23,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const KEY: &str = "live-class-browser-test-key";
 
 fn token(room: &str, who: &str, name: &str, role: Role) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let key = duet_sfu_proto::TokenKey::new(KEY.as_bytes()).unwrap();
     key.sign(&JoinClaims {
         room: room.into(),
@@ -42,7 +45,10 @@ async fn summary(page: &Page) -> Result<Value> {
 
 /// Inbound entries of a summary from `participant` with `source`.
 fn inbound<'a>(s: &'a Value, participant: &str, source: &str) -> Option<&'a Value> {
-    s["inbound"].as_array()?.iter().find(|i| i["participant"] == participant && i["source"] == source)
+    s["inbound"]
+        .as_array()?
+        .iter()
+        .find(|i| i["participant"] == participant && i["source"] == source)
 }
 
 fn num(v: Option<&Value>, field: &str) -> f64 {
@@ -64,40 +70,74 @@ where
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    bail!("timed out waiting for {what}; last summary: {last:#}\nconsole: {:#?}", page.console_tail())
+    bail!(
+        "timed out waiting for {what}; last summary: {last:#}\nconsole: {:#?}",
+        page.console_tail()
+    )
 }
 
 async fn class(codec: &str, host: &str) -> Result<()> {
-    let data_dir = std::env::temp_dir().join(format!("duet-live-class-{codec}-{}", std::process::id()));
-    let mut config = DuetConfig { data_dir: data_dir.clone(), token_key: KEY.into(), ..DuetConfig::default() };
+    let data_dir =
+        std::env::temp_dir().join(format!("duet-live-class-{codec}-{}", std::process::id()));
+    let mut config = DuetConfig {
+        data_dir: data_dir.clone(),
+        token_key: KEY.into(),
+        ..DuetConfig::default()
+    };
     config.gateway.listen = format!("{host}:0");
     config.gateway.demo = false;
     config.sfu.rtc_port_min = 52_000;
     config.sfu.rtc_port_max = 52_999;
-    let running = duet::start_up(&config).await.context("duet up")?;
-    let base = format!("http://{host}:{}/", running.addr.port());
+    let first = duet::start_up(&config).await.context("duet up")?;
+    let base = format!("http://{host}:{}/", first.addr.port());
+    let mut running = Some(first);
 
     // Camera and microphone need a secure context; the test origin is plain HTTP on a private
     // address, so Chromium is told to treat it as secure (as a school would with HTTPS).
     let origin = base.trim_end_matches('/').to_string();
-    let browser =
-        Browser::launch(LaunchOptions::default().arg(format!("--unsafely-treat-insecure-origin-as-secure={origin}"))).await?;
+    let browser = Browser::launch(LaunchOptions::default().arg(format!(
+        "--unsafely-treat-insecure-origin-as-secure={origin}"
+    )))
+    .await?;
     let room = format!("class-{codec}");
-    let url = |who: &str, name: &str, role| format!("{base}?codec={codec}&token={}", token(&room, who, name, role));
+    let url = |who: &str, name: &str, role| {
+        format!(
+            "{base}?codec={codec}&token={}",
+            token(&room, who, name, role)
+        )
+    };
     let result = async {
-        let teacher = browser.new_page(&url("teacher", "王老师", Role::Lead)).await?;
-        teacher.wait_for("window.duet && window.duet.state.joined", Duration::from_secs(20)).await?;
-        teacher.evaluate("window.duet.shareScreen({synthetic: true})").await?;
-        let a = browser.new_page(&url("room-a", "李家村小学", Role::Receiving)).await?;
-        let b = browser.new_page(&url("room-b", "东山教学点", Role::Receiving)).await?;
+        let teacher = browser
+            .new_page(&url("teacher", "王老师", Role::Lead))
+            .await?;
+        teacher
+            .wait_for(
+                "window.duet && window.duet.state.joined",
+                Duration::from_secs(20),
+            )
+            .await?;
+        teacher
+            .evaluate("window.duet.shareScreen({synthetic: true})")
+            .await?;
+        let a = browser
+            .new_page(&url("room-a", "李家村小学", Role::Receiving))
+            .await?;
+        let b = browser
+            .new_page(&url("room-b", "东山教学点", Role::Receiving))
+            .await?;
 
         let want_codec = if codec == "h264" { "H264" } else { "VP8" };
         for (page, me) in [(&a, "room-a"), (&b, "room-b")] {
-            let s = wait_until(page, &format!("{me} to decode the teacher"), Duration::from_secs(60), |s| {
-                num(inbound(s, "teacher", "camera"), "framesDecoded") > 60.0
-                    && num(inbound(s, "teacher", "screen"), "framesDecoded") > 5.0
-                    && num(inbound(s, "teacher", "microphone"), "totalSamplesReceived") > 0.0
-            })
+            let s = wait_until(
+                page,
+                &format!("{me} to decode the teacher"),
+                Duration::from_secs(60),
+                |s| {
+                    num(inbound(s, "teacher", "camera"), "framesDecoded") > 60.0
+                        && num(inbound(s, "teacher", "screen"), "framesDecoded") > 5.0
+                        && num(inbound(s, "teacher", "microphone"), "totalSamplesReceived") > 0.0
+                },
+            )
             .await?;
             let cam = inbound(&s, "teacher", "camera").unwrap();
             ensure!(
@@ -109,13 +149,24 @@ async fn class(codec: &str, host: &str) -> Result<()> {
             let before = num(inbound(&s, "teacher", "microphone"), "totalSamplesReceived");
             tokio::time::sleep(Duration::from_secs(2)).await;
             let later = summary(page).await?;
-            let after = num(inbound(&later, "teacher", "microphone"), "totalSamplesReceived");
-            ensure!(after > before, "{me}: teacher audio samples did not grow ({before} → {after})");
+            let after = num(
+                inbound(&later, "teacher", "microphone"),
+                "totalSamplesReceived",
+            );
+            ensure!(
+                after > before,
+                "{me}: teacher audio samples did not grow ({before} → {after})"
+            );
         }
-        wait_until(&teacher, "the teacher to decode both classrooms", Duration::from_secs(60), |s| {
-            num(inbound(s, "room-a", "camera"), "framesDecoded") > 60.0
-                && num(inbound(s, "room-b", "camera"), "framesDecoded") > 60.0
-        })
+        wait_until(
+            &teacher,
+            "the teacher to decode both classrooms",
+            Duration::from_secs(60),
+            |s| {
+                num(inbound(s, "room-a", "camera"), "framesDecoded") > 60.0
+                    && num(inbound(s, "room-b", "camera"), "framesDecoded") > 60.0
+            },
+        )
         .await?;
 
         // Nobody receives their own tracks.
@@ -124,22 +175,67 @@ async fn class(codec: &str, host: &str) -> Result<()> {
             let ins = s["inbound"].as_array().context("inbound list")?;
             ensure!(!ins.is_empty(), "{me} receives nothing");
             for i in ins {
-                ensure!(i["participant"] != me, "{me} receives its own {}: {i}", i["source"]);
+                ensure!(
+                    i["participant"] != me,
+                    "{me} receives its own {}: {i}",
+                    i["source"]
+                );
             }
             let own = page.evaluate("window.duet.state.ownTracksReceived").await?;
-            ensure!(own.as_f64() == Some(0.0), "{me} was offered its own tracks {own} times");
+            ensure!(
+                own.as_f64() == Some(0.0),
+                "{me} was offered its own tracks {own} times"
+            );
         }
 
         // A raised hand reaches the teacher.
-        a.evaluate("document.querySelector('#raise-hand').click()").await?;
+        a.evaluate("document.querySelector('#raise-hand').click()")
+            .await?;
         teacher
-            .wait_for("window.duet.state.hands.includes('room-a')", Duration::from_secs(10))
+            .wait_for(
+                "window.duet.state.hands.includes('room-a')",
+                Duration::from_secs(10),
+            )
             .await
             .context("raised hand did not reach the teacher")?;
 
         for (page, me) in [(&a, "room-a"), (&b, "room-b")] {
-            let ms = page.evaluate("window.duet.state.firstTeacherFrameMs").await?;
-            println!("join time {codec} {me}: page load → first decoded teacher frame {} ms", ms);
+            let ms = page
+                .evaluate("window.duet.state.firstTeacherFrameMs")
+                .await?;
+            println!(
+                "join time {codec} {me}: page load → first decoded teacher frame {} ms",
+                ms
+            );
+        }
+        if let Ok(dir) = std::env::var("DUET_SCREENSHOTS") {
+            teacher
+                .screenshot_png(format!("{dir}/teacher-{codec}.png"))
+                .await?;
+            a.screenshot_png(format!("{dir}/room-a-{codec}.png"))
+                .await?;
+        }
+
+        // The server goes away (a restart, a network drop) and comes back on the same address:
+        // every page reconnects by itself and the class resumes.
+        let addr = running.take().context("running")?.stop_and_address().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        config.gateway.listen = addr.to_string();
+        running = Some(duet::start_up(&config).await.context("duet up again")?);
+        for (page, me) in [(&a, "room-a"), (&b, "room-b")] {
+            page.wait_for(
+                "window.duet.state.reconnects >= 1 && window.duet.state.joined",
+                Duration::from_secs(30),
+            )
+            .await
+            .with_context(|| format!("{me} did not reconnect"))?;
+            wait_until(
+                page,
+                &format!("{me} to decode the teacher again"),
+                Duration::from_secs(60),
+                |s| num(inbound(s, "teacher", "camera"), "framesDecoded") > 30.0,
+            )
+            .await?;
         }
         Ok::<(), anyhow::Error>(())
     }
@@ -148,26 +244,40 @@ async fn class(codec: &str, host: &str) -> Result<()> {
         eprintln!("--- chromium log tail ---\n{}", browser.log_tail(40));
     }
     drop(browser);
-    running.stop().await;
+    if let Some(r) = running {
+        r.stop().await;
+    }
     let _ = std::fs::remove_dir_all(&data_dir);
     result
 }
 
 fn main() {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let net = match enter_private_network() {
         Ok(n) => n,
         Err(e) => {
             eprintln!("live-class-browser: {e:#}");
-            println!("test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out");
+            println!(
+                "test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out"
+            );
             std::process::exit(1);
         }
     };
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_srtp=error,webrtc=error".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "warn,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_srtp=error,webrtc=error".into()
+            }),
+        )
         .with_test_writer()
         .try_init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let host = net.host_ip.to_string();
     let cases = ["vp8", "h264"];
     let (mut passed, mut failed, mut filtered) = (0, 0, 0);
@@ -182,7 +292,10 @@ fn main() {
         match rt.block_on(class(codec, &host)) {
             Ok(()) => {
                 passed += 1;
-                println!("test {name} ... ok ({:.1} s)", started.elapsed().as_secs_f64());
+                println!(
+                    "test {name} ... ok ({:.1} s)",
+                    started.elapsed().as_secs_f64()
+                );
             }
             Err(e) => {
                 failed += 1;
@@ -191,6 +304,8 @@ fn main() {
         }
     }
     let verdict = if failed == 0 { "ok" } else { "FAILED" };
-    println!("\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; {filtered} filtered out\n");
+    println!(
+        "\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; {filtered} filtered out\n"
+    );
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }

@@ -73,8 +73,14 @@ pub enum ConfigError {
 impl DuetConfig {
     /// Loads a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        Self::parse(&text).map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source: Box::new(source),
+        })
     }
 
     /// Parses TOML text.
@@ -85,7 +91,9 @@ impl DuetConfig {
     /// Checks every subsystem's values.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.token_key.is_empty() && self.token_key.len() < 16 {
-            return Err(ConfigError::Invalid("token_key must be at least 16 characters".into()));
+            return Err(ConfigError::Invalid(
+                "token_key must be at least 16 characters".into(),
+            ));
         }
         self.gateway.validate().map_err(ConfigError::Invalid)?;
         self.sfu.validate().map_err(ConfigError::Invalid)?;
@@ -95,17 +103,28 @@ impl DuetConfig {
     /// The token key: from the config, or from `<data_dir>/token.key` (created if absent).
     pub fn token_key(&self) -> Result<TokenKey, ConfigError> {
         if !self.token_key.is_empty() {
-            return TokenKey::new(self.token_key.as_bytes())
-                .ok_or_else(|| ConfigError::Invalid("token_key must be at least 16 characters".into()));
+            return TokenKey::new(self.token_key.as_bytes()).ok_or_else(|| {
+                ConfigError::Invalid("token_key must be at least 16 characters".into())
+            });
         }
         let path = self.data_dir.join("token.key");
-        let key_err = |source| ConfigError::Key { path: path.clone(), source };
+        let key_err = |source| ConfigError::Key {
+            path: path.clone(),
+            source,
+        };
         match std::fs::read_to_string(&path) {
-            Ok(k) if k.trim().len() >= 16 => Ok(TokenKey::new(k.trim().as_bytes()).expect("length checked")),
-            Ok(_) => Err(ConfigError::Invalid(format!("{} holds a key shorter than 16 characters", path.display()))),
+            Ok(k) if k.trim().len() >= 16 => {
+                Ok(TokenKey::new(k.trim().as_bytes()).expect("length checked"))
+            }
+            Ok(_) => Err(ConfigError::Invalid(format!(
+                "{} holds a key shorter than 16 characters",
+                path.display()
+            ))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(&self.data_dir).map_err(key_err)?;
-                let key: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+                let key: String = (0..32)
+                    .map(|_| format!("{:02x}", rand::random::<u8>()))
+                    .collect();
                 write_private(&path, &key).map_err(key_err)?;
                 Ok(TokenKey::new(key.into_bytes()).expect("64 hex characters"))
             }
@@ -118,7 +137,11 @@ impl DuetConfig {
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(contents.as_bytes())
 }
 
@@ -167,7 +190,9 @@ mod tests {
             if let toml::Value::Table(t) = d {
                 for (k, v) in t {
                     let path = format!("{prefix}{k}");
-                    let sv = s.get(k).unwrap_or_else(|| panic!("{path} is missing from deploy/duet.sample.toml"));
+                    let sv = s.get(k).unwrap_or_else(|| {
+                        panic!("{path} is missing from deploy/duet.sample.toml")
+                    });
                     walk(&format!("{path}."), v, sv);
                 }
             }
@@ -178,8 +203,18 @@ mod tests {
     #[test]
     fn bad_values_are_refused_clearly() {
         let c = DuetConfig::parse("[sfu]\nrtc_port_min = 6000\nrtc_port_max = 5000\n").unwrap();
-        assert!(c.validate().unwrap_err().to_string().contains("rtc_port_min"));
-        assert!(DuetConfig::parse("[sfu]\nrtc_prot_min = 1\n").unwrap_err().to_string().contains("rtc_prot_min"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("rtc_port_min")
+        );
+        assert!(
+            DuetConfig::parse("[sfu]\nrtc_prot_min = 1\n")
+                .unwrap_err()
+                .to_string()
+                .contains("rtc_prot_min")
+        );
         let c = DuetConfig::parse("token_key = \"short\"\n").unwrap();
         assert!(c.validate().is_err());
     }
@@ -188,7 +223,10 @@ mod tests {
     fn the_token_key_file_is_created_once_and_reused() {
         let dir = std::env::temp_dir().join(format!("duet-key-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let c = DuetConfig { data_dir: dir.clone(), ..DuetConfig::default() };
+        let c = DuetConfig {
+            data_dir: dir.clone(),
+            ..DuetConfig::default()
+        };
         let k1 = c.token_key().unwrap();
         let k2 = c.token_key().unwrap();
         let claims = duet_sfu_proto::JoinClaims {

@@ -10,7 +10,11 @@ use duet::{DuetConfig, Running, start_gateway, start_sfu, start_up};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "duet", version, about = "Duet: media infrastructure for dual-teacher classrooms")]
+#[command(
+    name = "duet",
+    version,
+    about = "Duet: media infrastructure for dual-teacher classrooms"
+)]
 struct Cli {
     /// Configuration file (TOML); see deploy/duet.sample.toml. Defaults apply without one.
     #[arg(long, short, global = true)]
@@ -79,7 +83,10 @@ async fn shutdown_signal() {
 fn lan_ip() -> Option<std::net::IpAddr> {
     let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
     s.connect("10.254.254.254:9").ok()?;
-    s.local_addr().ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified())
+    s.local_addr()
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified())
 }
 
 fn announce(r: &Running) {
@@ -99,7 +106,10 @@ fn announce(r: &Running) {
         println!();
         println!("  Demo class: {}", demo.title);
         for a in &demo.accounts {
-            println!("    {:<10} password {:<10} {} ({})", a.username, a.password, a.display_name, a.role);
+            println!(
+                "    {:<10} password {:<10} {} ({})",
+                a.username, a.password, a.display_name, a.role
+            );
         }
     }
     println!();

@@ -43,10 +43,20 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting, lets open requests finish, and waits.
+    /// Drains the SFU's sessions, stops accepting, lets open requests finish, and waits.
     pub async fn stop(self) {
+        if let Some(sfu) = &self.sfu {
+            sfu.shutdown(std::time::Duration::from_secs(5)).await;
+        }
         let _ = self.stop.send(true);
         let _ = self.task.await;
+    }
+
+    /// Like [`Running::stop`], returning the address it listened on.
+    pub async fn stop_and_address(self) -> SocketAddr {
+        let addr = self.addr;
+        self.stop().await;
+        addr
     }
 
     /// Waits until the server ends by itself (an error) or forever.
@@ -59,11 +69,25 @@ impl Running {
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr: addr.into(), source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: addr.into(),
+            source,
+        })
 }
 
-fn serve(listener: TcpListener, router: axum::Router) -> (SocketAddr, watch::Sender<bool>, JoinHandle<std::io::Result<()>>) {
-    let addr = listener.local_addr().expect("a bound listener has an address");
+fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+) -> (
+    SocketAddr,
+    watch::Sender<bool>,
+    JoinHandle<std::io::Result<()>>,
+) {
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
     let (tx, mut rx) = watch::channel(false);
     let task = tokio::spawn(async move {
         axum::serve(listener, router)
@@ -92,7 +116,13 @@ pub async fn start_up(config: &DuetConfig) -> Result<Running, StartError> {
     let router = app(state.clone()).merge(duet_sfu::http::router(sfu.clone()));
     let (addr, stop, task) = serve(bind(&config.gateway.listen).await?, router);
     state.ready.store(true, Ordering::Release);
-    Ok(Running { addr, gateway: Some(state), sfu: Some(sfu), stop, task })
+    Ok(Running {
+        addr,
+        gateway: Some(state),
+        sfu: Some(sfu),
+        stop,
+        task,
+    })
 }
 
 /// `duet gateway`: the gateway alone.
@@ -101,14 +131,27 @@ pub async fn start_gateway(config: &DuetConfig) -> Result<Running, StartError> {
     let state = gateway_state(config)?;
     let (addr, stop, task) = serve(bind(&config.gateway.listen).await?, app(state.clone()));
     state.ready.store(true, Ordering::Release);
-    Ok(Running { addr, gateway: Some(state), sfu: None, stop, task })
+    Ok(Running {
+        addr,
+        gateway: Some(state),
+        sfu: None,
+        stop,
+        task,
+    })
 }
 
 /// `duet sfu`: the SFU alone on its own listener.
 pub async fn start_sfu(config: &DuetConfig) -> Result<Running, StartError> {
     config.validate()?;
     let sfu = duet_sfu::Sfu::new(config.sfu.clone(), config.token_key()?)?;
-    let router = duet_sfu::http::router(sfu.clone()).route("/healthz", axum::routing::get(|| async { "ok" }));
+    let router = duet_sfu::http::router(sfu.clone())
+        .route("/healthz", axum::routing::get(|| async { "ok" }));
     let (addr, stop, task) = serve(bind(&config.sfu.listen).await?, router);
-    Ok(Running { addr, gateway: None, sfu: Some(sfu), stop, task })
+    Ok(Running {
+        addr,
+        gateway: None,
+        sfu: Some(sfu),
+        stop,
+        task,
+    })
 }

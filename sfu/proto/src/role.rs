@@ -109,7 +109,9 @@ pub struct Grants {
 impl Grants {
     /// Whether a participant with these grants and `role` may publish `source`.
     pub fn allows_publish(&self, role: Role, source: Source) -> bool {
-        self.publish && self.sources.contains(&source) && role.publishable_sources().contains(&source)
+        self.publish
+            && self.sources.contains(&source)
+            && role.publishable_sources().contains(&source)
     }
 }
 
@@ -134,8 +136,16 @@ mod tests {
     #[test]
     fn default_grants_follow_the_role() {
         assert!(!Role::Observer.default_grants().publish);
-        assert!(Role::Receiving.default_grants().allows_publish(Role::Receiving, Source::Camera));
-        assert!(!Role::Receiving.default_grants().allows_publish(Role::Receiving, Source::Screen));
+        assert!(
+            Role::Receiving
+                .default_grants()
+                .allows_publish(Role::Receiving, Source::Camera)
+        );
+        assert!(
+            !Role::Receiving
+                .default_grants()
+                .allows_publish(Role::Receiving, Source::Screen)
+        );
         assert!(Role::Recorder.is_hidden() && !Role::Lead.is_hidden());
     }
 }

@@ -331,13 +331,22 @@ mod tests {
         let m: ClientMessage =
             serde_json::from_str(r#"{"type":"spotlight","participant":null}"#).unwrap();
         assert_eq!(m, ClientMessage::Spotlight { participant: None });
-        let s = serde_json::to_string(&ServerMessage::Hands { hands: vec!["room-a".into()] }).unwrap();
+        let s = serde_json::to_string(&ServerMessage::Hands {
+            hands: vec!["room-a".into()],
+        })
+        .unwrap();
         assert_eq!(s, r#"{"type":"hands","hands":["room-a"]}"#);
         let ice: ClientMessage = serde_json::from_str(
             r#"{"type":"ice","target":"publisher","candidate":{"candidate":"candidate:1 1 udp 1 10.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}"#,
         )
         .unwrap();
-        assert!(matches!(ice, ClientMessage::Ice { target: PcTarget::Publisher, .. }));
+        assert!(matches!(
+            ice,
+            ClientMessage::Ice {
+                target: PcTarget::Publisher,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -110,14 +110,18 @@ impl TokenKey {
         if version != VERSION {
             return Err(TokenError::Malformed);
         }
-        let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| TokenError::Malformed)?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| TokenError::Malformed)?;
         let mut mac = self.mac();
         mac.update(body.as_bytes());
-        mac.verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
+        mac.verify_slice(&sig)
+            .map_err(|_| TokenError::BadSignature)?;
         let json = URL_SAFE_NO_PAD
             .decode(claims_b64)
             .map_err(|_| TokenError::Malformed)?;
-        let claims: JoinClaims = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
+        let claims: JoinClaims =
+            serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
         if claims.exp <= now_unix {
             return Err(TokenError::Expired {
                 exp: claims.exp,
@@ -131,7 +135,10 @@ impl TokenKey {
             return Err(TokenError::InvalidClaims("participant id"));
         }
         let name_chars = claims.name.chars().count();
-        if name_chars == 0 || name_chars > MAX_NAME_CHARS || claims.name.chars().any(char::is_control) {
+        if name_chars == 0
+            || name_chars > MAX_NAME_CHARS
+            || claims.name.chars().any(char::is_control)
+        {
             return Err(TokenError::InvalidClaims("display name"));
         }
         Ok(claims)
@@ -168,10 +175,19 @@ mod tests {
     fn expired_missing_forged_and_malformed_are_told_apart() {
         let k = key();
         let t = k.sign(&claims(2000));
-        assert_eq!(k.verify(&t, 2000), Err(TokenError::Expired { exp: 2000, now: 2000 }));
+        assert_eq!(
+            k.verify(&t, 2000),
+            Err(TokenError::Expired {
+                exp: 2000,
+                now: 2000
+            })
+        );
         assert_eq!(k.verify("", 0), Err(TokenError::Missing));
         assert_eq!(k.verify("v1.abc", 0), Err(TokenError::Malformed));
-        assert_eq!(k.verify(&"x".repeat(MAX_TOKEN_LEN + 1), 0), Err(TokenError::Malformed));
+        assert_eq!(
+            k.verify(&"x".repeat(MAX_TOKEN_LEN + 1), 0),
+            Err(TokenError::Malformed)
+        );
         let other = TokenKey::new(*b"another key, 16+ bytes").unwrap();
         assert_eq!(other.verify(&t, 1500), Err(TokenError::BadSignature));
         // Swap in claims that say `lead` but keep the old signature: forged.
@@ -180,7 +196,10 @@ mod tests {
         let forged_body = k.sign(&lead);
         let (forged_body, _) = forged_body.rsplit_once('.').unwrap();
         let (_, sig) = t.rsplit_once('.').unwrap();
-        assert_eq!(k.verify(&format!("{forged_body}.{sig}"), 1500), Err(TokenError::BadSignature));
+        assert_eq!(
+            k.verify(&format!("{forged_body}.{sig}"), 1500),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]
@@ -188,10 +207,16 @@ mod tests {
         let k = key();
         let mut c = claims(2000);
         c.sub = "room a; DROP".into();
-        assert_eq!(k.verify(&k.sign(&c), 1500), Err(TokenError::InvalidClaims("participant id")));
+        assert_eq!(
+            k.verify(&k.sign(&c), 1500),
+            Err(TokenError::InvalidClaims("participant id"))
+        );
         let mut c = claims(2000);
         c.name = String::new();
-        assert_eq!(k.verify(&k.sign(&c), 1500), Err(TokenError::InvalidClaims("display name")));
+        assert_eq!(
+            k.verify(&k.sign(&c), 1500),
+            Err(TokenError::InvalidClaims("display name"))
+        );
     }
 
     #[test]

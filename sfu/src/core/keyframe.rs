@@ -91,7 +91,9 @@ fn h264_keyframe(p: &[u8]) -> bool {
             let mut i = 1;
             while i + 2 < p.len() {
                 let size = usize::from(u16::from_be_bytes([p[i], p[i + 1]]));
-                let Some(&nal) = p.get(i + 2) else { return false };
+                let Some(&nal) = p.get(i + 2) else {
+                    return false;
+                };
                 if matches!(nal & 0x1f, 5 | 7) {
                     return true;
                 }

@@ -274,7 +274,11 @@ impl Room {
     /// Publishes a track.
     pub fn add_track(&mut self, spec: TrackSpec) -> TrackHandle {
         let h = TrackHandle(self.handle());
-        let capacity = if spec.codec.is_audio() { 0 } else { self.config.video_cache_packets };
+        let capacity = if spec.codec.is_audio() {
+            0
+        } else {
+            self.config.video_cache_packets
+        };
         self.tracks.insert(
             h,
             Track {
@@ -295,7 +299,9 @@ impl Room {
         };
         let mut removed = Vec::new();
         for sub in t.sinks {
-            let Some(s) = self.subs.get_mut(&sub) else { continue };
+            let Some(s) = self.subs.get_mut(&sub) else {
+                continue;
+            };
             if s.pending == Some(track) {
                 s.pending = None;
             }
@@ -337,8 +343,15 @@ impl Room {
         (tracks, subs)
     }
 
-    fn check_not_own(&self, subscriber: &ParticipantId, track: TrackHandle) -> Result<&Track, CoreError> {
-        let t = self.tracks.get(&track).ok_or(CoreError::UnknownTrack(track))?;
+    fn check_not_own(
+        &self,
+        subscriber: &ParticipantId,
+        track: TrackHandle,
+    ) -> Result<&Track, CoreError> {
+        let t = self
+            .tracks
+            .get(&track)
+            .ok_or(CoreError::UnknownTrack(track))?;
         if &t.spec.publisher == subscriber {
             return Err(CoreError::OwnMedia {
                 participant: subscriber.clone(),
@@ -350,7 +363,11 @@ impl Room {
 
     /// Subscribes a participant to a track. Video starts at the next keyframe, which is requested.
     pub fn subscribe(&mut self, now: Instant, spec: SubscribeSpec) -> Result<SubHandle, CoreError> {
-        let is_audio = self.check_not_own(&spec.subscriber, spec.track)?.spec.codec.is_audio();
+        let is_audio = self
+            .check_not_own(&spec.subscriber, spec.track)?
+            .spec
+            .codec
+            .is_audio();
         let h = SubHandle(self.handle());
         self.subs.insert(
             h,
@@ -378,7 +395,9 @@ impl Room {
 
     /// Ends a subscription.
     pub fn unsubscribe(&mut self, sub: SubHandle) {
-        let Some(s) = self.subs.remove(&sub) else { return };
+        let Some(s) = self.subs.remove(&sub) else {
+            return;
+        };
         for t in [s.source, s.pending].into_iter().flatten() {
             if let Some(track) = self.tracks.get_mut(&t) {
                 track.sinks.retain(|x| *x != sub);
@@ -388,8 +407,16 @@ impl Room {
 
     /// Points a subscription at another track of the same kind; the switch happens at the new
     /// track's next keyframe, which is requested, and the subscriber's sequence stays continuous.
-    pub fn switch_source(&mut self, now: Instant, sub: SubHandle, track: TrackHandle) -> Result<(), CoreError> {
-        let s = self.subs.get(&sub).ok_or(CoreError::UnknownSubscription(sub))?;
+    pub fn switch_source(
+        &mut self,
+        now: Instant,
+        sub: SubHandle,
+        track: TrackHandle,
+    ) -> Result<(), CoreError> {
+        let s = self
+            .subs
+            .get(&sub)
+            .ok_or(CoreError::UnknownSubscription(sub))?;
         let subscriber = s.subscriber.clone();
         let t = self.check_not_own(&subscriber, track)?;
         if t.spec.codec.is_audio() != s.is_audio {
@@ -434,7 +461,9 @@ impl Room {
         payload: Bytes,
         audio_level: Option<u8>,
     ) {
-        let Some(t) = self.tracks.get_mut(&track) else { return };
+        let Some(t) = self.tracks.get_mut(&track) else {
+            return;
+        };
         self.stats.packets_in += 1;
         self.stats.bytes_in += payload.len() as u64;
         let codec = t.spec.codec;
@@ -450,8 +479,13 @@ impl Room {
         let clock_rate = codec.clock_rate();
         let mut switched_away = Vec::new();
         for &sub in &t.sinks {
-            let Some(s) = self.subs.get_mut(&sub) else { continue };
-            debug_assert_ne!(s.subscriber, t.spec.publisher, "own media is never subscribed");
+            let Some(s) = self.subs.get_mut(&sub) else {
+                continue;
+            };
+            debug_assert_ne!(
+                s.subscriber, t.spec.publisher,
+                "own media is never subscribed"
+            );
             if s.pending == Some(track) {
                 if !keyframe {
                     continue;
@@ -461,7 +495,8 @@ impl Room {
                     .last_forward
                     .map(|at| elapsed_ticks(now.saturating_duration_since(at), clock_rate))
                     .unwrap_or(0);
-                s.rewriter.rebase(header.sequence_number, header.timestamp, advance);
+                s.rewriter
+                    .rebase(header.sequence_number, header.timestamp, advance);
                 if let Some(old) = s.source.filter(|o| *o != track) {
                     switched_away.push((sub, old));
                 }
@@ -471,7 +506,8 @@ impl Room {
             if s.source != Some(track) {
                 continue;
             }
-            let Some((seq, ts)) = s.rewriter.rewrite(header.sequence_number, header.timestamp) else {
+            let Some((seq, ts)) = s.rewriter.rewrite(header.sequence_number, header.timestamp)
+            else {
                 continue;
             };
             s.last_forward = Some(now);
@@ -538,7 +574,9 @@ impl Room {
 
     fn request_keyframe(&mut self, now: Instant, track: TrackHandle) {
         let interval = self.config.pli_interval;
-        let Some(t) = self.tracks.get_mut(&track) else { return };
+        let Some(t) = self.tracks.get_mut(&track) else {
+            return;
+        };
         match t.last_pli {
             Some(at) if now.saturating_duration_since(at) < interval => {
                 t.pli_owed = true;
@@ -559,7 +597,11 @@ impl Room {
         let mut owed: Vec<TrackHandle> = self
             .tracks
             .iter()
-            .filter(|(_, t)| t.pli_owed && t.last_pli.is_none_or(|at| now.saturating_duration_since(at) >= interval))
+            .filter(|(_, t)| {
+                t.pli_owed
+                    && t.last_pli
+                        .is_none_or(|at| now.saturating_duration_since(at) >= interval)
+            })
             .map(|(h, _)| *h)
             .collect();
         owed.sort();

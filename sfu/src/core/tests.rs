@@ -54,7 +54,8 @@ impl Sim {
             timestamp: ts,
             ssrc: 0xdead_0000 + track.0,
         };
-        self.room.handle_rtp(self.now, track, header, Bytes::from_static(payload), None);
+        self.room
+            .handle_rtp(self.now, track, header, Bytes::from_static(payload), None);
     }
 
     fn drain(&mut self) -> Vec<Output> {
@@ -65,7 +66,12 @@ impl Sim {
         self.drain()
             .into_iter()
             .filter_map(|o| match o {
-                Output::Forward { sub, header, retransmission, .. } => Some((sub, header, retransmission)),
+                Output::Forward {
+                    sub,
+                    header,
+                    retransmission,
+                    ..
+                } => Some((sub, header, retransmission)),
                 _ => None,
             })
             .collect()
@@ -91,7 +97,12 @@ fn sequence_stays_continuous_when_the_forwarded_source_changes() {
         sim.advance(33);
         sim.rtp(cam_a, 1002 + i, 96_000 + u32::from(i) * 3000, VP8_DELTA);
         // B runs concurrently with unrelated numbering; not forwarded yet.
-        sim.rtp(cam_b, 40_000 + i, 5_000_000 + u32::from(i) * 3000, VP8_DELTA);
+        sim.rtp(
+            cam_b,
+            40_000 + i,
+            5_000_000 + u32::from(i) * 3000,
+            VP8_DELTA,
+        );
     }
     for (s, h, _) in sim.forwarded() {
         assert_eq!((s, h.ssrc, h.payload_type), (sub, 5555, 96));
@@ -100,7 +111,10 @@ fn sequence_stays_continuous_when_the_forwarded_source_changes() {
     }
     // Spotlight moves to B: the switch waits for B's keyframe, A keeps flowing meanwhile.
     sim.room.switch_source(sim.now, sub, cam_b).unwrap();
-    assert!(sim.drain().contains(&Output::RequestKeyframe { track: cam_b }));
+    assert!(
+        sim.drain()
+            .contains(&Output::RequestKeyframe { track: cam_b })
+    );
     sim.advance(33);
     sim.rtp(cam_b, 40_005, 5_015_000, VP8_DELTA);
     sim.rtp(cam_a, 1007, 111_000, VP8_DELTA);
@@ -118,7 +132,10 @@ fn sequence_stays_continuous_when_the_forwarded_source_changes() {
         assert_eq!(w[1], w[0].wrapping_add(1), "gap in {seqs:?}");
     }
     for w in tss.windows(2) {
-        assert!(w[1].wrapping_sub(w[0]) as i32 > 0, "timestamps must advance: {tss:?}");
+        assert!(
+            w[1].wrapping_sub(w[0]) as i32 > 0,
+            "timestamps must advance: {tss:?}"
+        );
     }
     assert_eq!(sim.room.subscription_source(sub), Some(cam_b));
 }
@@ -127,9 +144,15 @@ fn sequence_stays_continuous_when_the_forwarded_source_changes() {
 fn keyframe_requests_are_throttled_to_one_per_second_per_track() {
     let mut sim = Sim::new();
     let cam = sim.track("t-cam", "teacher", Source::Camera, Codec::Vp8);
-    let subs: Vec<SubHandle> = (0..5).map(|i| sim.sub(&format!("room-{i}"), cam, 100 + i)).collect();
+    let subs: Vec<SubHandle> = (0..5)
+        .map(|i| sim.sub(&format!("room-{i}"), cam, 100 + i))
+        .collect();
     // Subscribing requested one keyframe; the other four were coalesced.
-    let plis = |outs: &[Output]| outs.iter().filter(|o| matches!(o, Output::RequestKeyframe { .. })).count();
+    let plis = |outs: &[Output]| {
+        outs.iter()
+            .filter(|o| matches!(o, Output::RequestKeyframe { .. }))
+            .count()
+    };
     assert_eq!(plis(&sim.drain()), 1);
     // Five lossy classrooms ask every 100 ms for 3 s: at most one PLI per second reaches the teacher.
     let mut sent = 0;
@@ -153,15 +176,27 @@ fn keyframe_requests_are_throttled_to_one_per_second_per_track() {
     assert!(sim.room.poll_timeout().is_some());
     sim.rtp(cam, 1, 0, VP8_KEY);
     sim.advance(1000);
-    assert_eq!(plis(&sim.drain()), 0, "the keyframe already answered the owed request");
+    assert_eq!(
+        plis(&sim.drain()),
+        0,
+        "the keyframe already answered the owed request"
+    );
     sim.room.handle_keyframe_request(sim.now, subs[2]);
     sim.advance(500);
-    assert_eq!(plis(&sim.drain()), 1, "a request in a fresh window goes out at once");
+    assert_eq!(
+        plis(&sim.drain()),
+        1,
+        "a request in a fresh window goes out at once"
+    );
     sim.room.handle_keyframe_request(sim.now, subs[2]);
     sim.advance(499);
     assert_eq!(plis(&sim.drain()), 0);
     sim.advance(1);
-    assert_eq!(plis(&sim.drain()), 1, "the owed request goes out when the second is up");
+    assert_eq!(
+        plis(&sim.drain()),
+        1,
+        "the owed request goes out when the second is up"
+    );
 }
 
 #[test]
@@ -186,7 +221,10 @@ fn nack_is_served_from_the_cache_and_misses_once_evicted() {
     sim.room.handle_nack(sub, [out_502.sequence_number]);
     let resent = sim.forwarded();
     assert_eq!(resent, vec![(sub, out_502, true)]);
-    assert_eq!((sim.room.stats().nack_hits, sim.room.stats().nack_misses), (1, 0));
+    assert_eq!(
+        (sim.room.stats().nack_hits, sim.room.stats().nack_misses),
+        (1, 0)
+    );
     // Eight more packets evict it from the 8-slot cache.
     for s in 505..513 {
         sim.rtp(cam, s, 6000, VP8_DELTA);
@@ -196,7 +234,8 @@ fn nack_is_served_from_the_cache_and_misses_once_evicted() {
     assert!(sim.forwarded().is_empty());
     assert_eq!(sim.room.stats().nack_misses, 1);
     // A sequence number from the future or before the subscription is a miss, not a panic.
-    sim.room.handle_nack(sub, [out_502.sequence_number.wrapping_add(1000), 0, 65535]);
+    sim.room
+        .handle_nack(sub, [out_502.sequence_number.wrapping_add(1000), 0, 65535]);
     assert_eq!(sim.room.stats().nack_misses, 4);
 }
 
@@ -209,19 +248,33 @@ fn own_media_is_never_forwarded_back() {
     for t in [a_cam, a_mic] {
         let err = sim
             .room
-            .subscribe(sim.now, SubscribeSpec { subscriber: "room-a".into(), track: t, ssrc: 1, payload_type: 111 })
+            .subscribe(
+                sim.now,
+                SubscribeSpec {
+                    subscriber: "room-a".into(),
+                    track: t,
+                    ssrc: 1,
+                    payload_type: 111,
+                },
+            )
             .unwrap_err();
         assert!(matches!(err, CoreError::OwnMedia { .. }), "{err}");
     }
     // Nor by switching an existing subscription onto one's own track.
     let s = sim.sub("room-a", t_mic, 9);
-    assert!(matches!(sim.room.switch_source(sim.now, s, a_mic), Err(CoreError::OwnMedia { .. })));
+    assert!(matches!(
+        sim.room.switch_source(sim.now, s, a_mic),
+        Err(CoreError::OwnMedia { .. })
+    ));
     // Audio forwards from the first packet; room-a only ever gets the teacher.
     let teacher_sub = sim.sub("teacher", a_mic, 10);
     sim.rtp(a_mic, 1, 0, b"opus");
     sim.rtp(t_mic, 1, 0, b"opus");
     let f = sim.forwarded();
-    assert_eq!(f.iter().map(|x| x.0).collect::<Vec<_>>(), vec![teacher_sub, s]);
+    assert_eq!(
+        f.iter().map(|x| x.0).collect::<Vec<_>>(),
+        vec![teacher_sub, s]
+    );
 }
 
 #[test]
@@ -234,7 +287,10 @@ fn removing_a_participant_removes_its_tracks_and_the_subscriptions_to_them() {
     let (tracks, subs) = sim.room.remove_participant(&"room-a".into());
     assert_eq!(tracks, vec![a_cam]);
     assert!(subs.contains(&s1) && subs.contains(&s2));
-    assert_eq!((sim.room.track_count(), sim.room.subscription_count()), (1, 0));
+    assert_eq!(
+        (sim.room.track_count(), sim.room.subscription_count()),
+        (1, 0)
+    );
     // Late packets of a removed track are ignored.
     sim.rtp(a_cam, 1, 0, VP8_KEY);
     assert!(sim.forwarded().is_empty());
@@ -245,12 +301,20 @@ fn active_speaker_follows_audio_levels_with_a_hold() {
     let mut sim = Sim::new();
     let a = sim.track("a-mic", "room-a", Source::Microphone, Codec::Opus);
     let t = sim.track("t-mic", "teacher", Source::Microphone, Codec::Opus);
-    let h = |seq| RtpHeader { payload_type: 111, marker: false, sequence_number: seq, timestamp: 0, ssrc: 1 };
+    let h = |seq| RtpHeader {
+        payload_type: 111,
+        marker: false,
+        sequence_number: seq,
+        timestamp: 0,
+        ssrc: 1,
+    };
     let mut changes = Vec::new();
     for i in 0..200u16 {
         // The teacher speaks (level 20), room-a is silent (127) for 4 s.
-        sim.room.handle_rtp(sim.now, t, h(i), Bytes::from_static(b"x"), Some(20));
-        sim.room.handle_rtp(sim.now, a, h(i), Bytes::from_static(b"x"), Some(127));
+        sim.room
+            .handle_rtp(sim.now, t, h(i), Bytes::from_static(b"x"), Some(20));
+        sim.room
+            .handle_rtp(sim.now, a, h(i), Bytes::from_static(b"x"), Some(127));
         sim.advance(20);
         changes.extend(sim.drain().into_iter().filter_map(|o| match o {
             Output::ActiveSpeaker(p) => Some(p),
@@ -264,7 +328,10 @@ fn active_speaker_follows_audio_levels_with_a_hold() {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, n: u32) -> u32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 33) % u64::from(n)) as u32
     }
 }
@@ -277,7 +344,10 @@ fn seeded_random_operations_keep_the_invariants() {
         let people = ["teacher", "room-a", "room-b", "room-c"];
         let mut tracks = Vec::new();
         for p in people {
-            tracks.push((sim.track(&format!("{p}-cam"), p, Source::Camera, Codec::Vp8), p));
+            tracks.push((
+                sim.track(&format!("{p}-cam"), p, Source::Camera, Codec::Vp8),
+                p,
+            ));
         }
         let mut subs: Vec<(SubHandle, &str)> = Vec::new();
         let mut seq = [0u16; 4];
@@ -289,7 +359,12 @@ fn seeded_random_operations_keep_the_invariants() {
                     let (t, owner) = tracks[rng.next(4) as usize];
                     let r = sim.room.subscribe(
                         sim.now,
-                        SubscribeSpec { subscriber: who.into(), track: t, ssrc: 1, payload_type: 96 },
+                        SubscribeSpec {
+                            subscriber: who.into(),
+                            track: t,
+                            ssrc: 1,
+                            payload_type: 96,
+                        },
                     );
                     assert_eq!(r.is_err(), who == owner);
                     if let Ok(s) = r {
@@ -314,14 +389,28 @@ fn seeded_random_operations_keep_the_invariants() {
                 }
             }
             for o in sim.drain() {
-                if let Output::Forward { sub, header, retransmission, .. } = o {
+                if let Output::Forward {
+                    sub,
+                    header,
+                    retransmission,
+                    ..
+                } = o
+                {
                     let who = subs.iter().find(|(s, _)| *s == sub).unwrap().1;
                     let source = sim.room.subscription_source(sub).unwrap();
-                    assert_ne!(sim.room.track(source).unwrap().publisher.as_str(), who, "own media forwarded");
-                    if !retransmission {
-                        if let Some(prev) = last_out.insert(sub, header.sequence_number) {
-                            assert_eq!(header.sequence_number, prev.wrapping_add(1), "seed {seed}: gap");
-                        }
+                    assert_ne!(
+                        sim.room.track(source).unwrap().publisher.as_str(),
+                        who,
+                        "own media forwarded"
+                    );
+                    if !retransmission
+                        && let Some(prev) = last_out.insert(sub, header.sequence_number)
+                    {
+                        assert_eq!(
+                            header.sequence_number,
+                            prev.wrapping_add(1),
+                            "seed {seed}: gap"
+                        );
                     }
                 }
             }

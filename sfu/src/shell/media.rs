@@ -43,8 +43,20 @@ struct CodecEntry {
 }
 
 const CODECS: &[CodecEntry] = &[
-    CodecEntry { payload_type: 111, mime: MIME_TYPE_OPUS, clock_rate: 48_000, channels: 2, fmtp: "minptime=10;useinbandfec=1" },
-    CodecEntry { payload_type: 96, mime: MIME_TYPE_VP8, clock_rate: 90_000, channels: 0, fmtp: "" },
+    CodecEntry {
+        payload_type: 111,
+        mime: MIME_TYPE_OPUS,
+        clock_rate: 48_000,
+        channels: 2,
+        fmtp: "minptime=10;useinbandfec=1",
+    },
+    CodecEntry {
+        payload_type: 96,
+        mime: MIME_TYPE_VP8,
+        clock_rate: 90_000,
+        channels: 0,
+        fmtp: "",
+    },
     CodecEntry {
         payload_type: 102,
         mime: MIME_TYPE_H264,
@@ -64,7 +76,10 @@ const CODECS: &[CodecEntry] = &[
 fn video_feedback() -> Vec<RTCPFeedback> {
     [("nack", ""), ("nack", "pli"), ("ccm", "fir")]
         .iter()
-        .map(|(t, p)| RTCPFeedback { typ: (*t).into(), parameter: (*p).into() })
+        .map(|(t, p)| RTCPFeedback {
+            typ: (*t).into(),
+            parameter: (*p).into(),
+        })
         .collect()
 }
 
@@ -79,7 +94,6 @@ fn params(e: &CodecEntry) -> RTCRtpCodecParameters {
             rtcp_feedback: if video { video_feedback() } else { Vec::new() },
         },
         payload_type: e.payload_type,
-        ..Default::default()
     }
 }
 
@@ -87,11 +101,17 @@ fn params(e: &CodecEntry) -> RTCRtpCodecParameters {
 pub fn media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
     let mut m = MediaEngine::default();
     for e in CODECS {
-        let kind = if e.clock_rate == 90_000 { RtpCodecKind::Video } else { RtpCodecKind::Audio };
+        let kind = if e.clock_rate == 90_000 {
+            RtpCodecKind::Video
+        } else {
+            RtpCodecKind::Audio
+        };
         m.register_codec(params(e), kind)?;
     }
     m.register_header_extension(
-        RTCRtpHeaderExtensionCapability { uri: AUDIO_LEVEL_URI.into() },
+        RTCRtpHeaderExtensionCapability {
+            uri: AUDIO_LEVEL_URI.into(),
+        },
         RtpCodecKind::Audio,
         None,
     )?;
@@ -139,7 +159,9 @@ pub struct FeedbackTap {
 
 fn is_feedback(p: &dyn rtc::rtcp::Packet) -> bool {
     let any = p.as_any();
-    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() || any.is::<TransportLayerNack>()
+    any.is::<PictureLossIndication>()
+        || any.is::<FullIntraRequest>()
+        || any.is::<TransportLayerNack>()
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
@@ -151,8 +173,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet {
-            let keep: Vec<Box<dyn rtc::rtcp::Packet>> =
-                packets.iter().filter(|p| is_feedback(p.as_ref())).cloned().collect();
+            let keep: Vec<Box<dyn rtc::rtcp::Packet>> = packets
+                .iter()
+                .filter(|p| is_feedback(p.as_ref()))
+                .cloned()
+                .collect();
             if keep.is_empty() {
                 return Ok(());
             }
@@ -209,7 +234,7 @@ impl PortAllocator {
     }
 
     /// How many ports the range holds.
-    pub fn len(&self) -> u32 {
+    pub fn span(&self) -> u32 {
         self.span
     }
 }

@@ -7,9 +7,9 @@
 
 use crate::core::{self, Output, RtpHeader, SubHandle, TrackHandle};
 use bytes::Bytes;
+use duet_sfu_proto::signal::ParticipantInfo;
 use duet_sfu_proto::signal::{QualityInfo, ServerMessage, TrackInfo};
 use duet_sfu_proto::{Grants, ParticipantId, Role, RoomId};
-use duet_sfu_proto::signal::ParticipantInfo;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,7 +28,11 @@ pub enum SessionCmd {
     /// Close signalling with a code and a reason.
     Close(u16, String),
     /// Start receiving a track published by someone else.
-    Subscribe(TrackHandle, TrackInfo, rtc::rtp_transceiver::rtp_sender::RTCRtpCodec),
+    Subscribe(
+        TrackHandle,
+        TrackInfo,
+        rtc::rtp_transceiver::rtp_sender::RTCRtpCodec,
+    ),
     /// Stop receiving a track.
     Unsubscribe(TrackHandle),
 }
@@ -143,8 +147,15 @@ impl LiveRoom {
     pub fn drain(&self, inner: &mut RoomInner, deferred: &mut Vec<Deferred>) {
         while let Some(out) = inner.core.poll_output() {
             match out {
-                Output::Forward { sub, header, payload, .. } => {
-                    let Some(sink) = inner.sinks.get(&sub) else { continue };
+                Output::Forward {
+                    sub,
+                    header,
+                    payload,
+                    ..
+                } => {
+                    let Some(sink) = inner.sinks.get(&sub) else {
+                        continue;
+                    };
                     let packet = to_rtp(header, payload);
                     if sink.queue.try_send((sink.track.clone(), packet)).is_err() {
                         self.counters.queue_drops.fetch_add(1, Ordering::Relaxed);
@@ -173,13 +184,20 @@ impl LiveRoom {
                         tracing::debug!(parent: &self.span, error = %e, "keyframe request not sent");
                     }
                 }
-                Deferred::Speaker(p) => self.broadcast(&ServerMessage::ActiveSpeaker { participant: p }, None),
+                Deferred::Speaker(p) => {
+                    self.broadcast(&ServerMessage::ActiveSpeaker { participant: p }, None)
+                }
             }
         }
     }
 
     /// A packet from a publisher.
-    pub async fn on_rtp(&self, track: TrackHandle, packet: rtc::rtp::Packet, audio_level_ext: Option<u8>) {
+    pub async fn on_rtp(
+        &self,
+        track: TrackHandle,
+        packet: rtc::rtp::Packet,
+        audio_level_ext: Option<u8>,
+    ) {
         let level = audio_level_ext
             .and_then(|id| packet.header.get_extension(id))
             .and_then(|b| b.first().map(|v| v & 0x7f));
@@ -193,7 +211,9 @@ impl LiveRoom {
         let mut deferred = Vec::new();
         {
             let mut inner = self.lock();
-            inner.core.handle_rtp(Instant::now(), track, header, packet.payload, level);
+            inner
+                .core
+                .handle_rtp(Instant::now(), track, header, packet.payload, level);
             self.drain(&mut inner, &mut deferred);
         }
         if !deferred.is_empty() {
@@ -244,7 +264,11 @@ impl LiveRoom {
     /// Adds this room's counters to the closed-room totals (when it closes).
     pub fn retire(&self) {
         let s = self.stats();
-        let mut c = self.counters.closed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = self
+            .counters
+            .closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         c.packets_in += s.packets_in;
         c.bytes_in += s.bytes_in;
         c.packets_out += s.packets_out;

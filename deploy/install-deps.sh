@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs what Duet needs on Debian 12, idempotently. Run as root.
+#
+#   deploy/install-deps.sh           build and run `duet up`
+#   deploy/install-deps.sh --test    also what the test suite needs (Chromium, iproute2)
+#
+# Packages already present are left alone; a second run installs nothing.
+set -euo pipefail
+
+want_test=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_test=1 ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    *) echo "install-deps: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+
+packages=(pkg-config ca-certificates)
+if [ "$want_test" = 1 ]; then
+  # chromium: the real WebRTC peer of the browser tests; iproute2: their private network namespace.
+  packages+=(chromium iproute2)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: need root to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: Rust (cargo, rustc >= 1.94) is required; install it with rustup (https://rustup.rs) and re-run." >&2
+  exit 1
+fi
+rust_minor=$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')
+if [ "${rust_minor:-0}" -lt 94 ]; then
+  echo "install-deps: rustc $(rustc --version) is too old; Duet needs 1.94 or newer (rustup update)." >&2
+  exit 1
+fi
+echo "install-deps: ready"
