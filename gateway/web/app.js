@@ -242,7 +242,7 @@
     screen: 'join',            // join | class | left
     classSkeleton: null,       // {role, lang, root, ...refs}
     joinNotice: null,          // {key, vars, extra} shown on the join page (after terminal close)
-    joinError: '',
+    joinError: null,           // function returning the (translated) error under the form
     joinBusy: false,
     joinUsername: null,
     soundBlocked: false,
@@ -394,7 +394,7 @@
       h('label', { for: 'join-password', class: 'label' }, t('join.password')),
       h('input', { id: 'join-password', name: 'password', class: 'input', type: 'password', autocomplete: 'current-password' }),
       h('p', { class: 'hint' }, t('join.passwordHint')),
-      h('div', { id: 'join-error', class: 'error-text', role: 'alert' }, ui.joinError || ''),
+      h('div', { id: 'join-error', class: 'error-text', role: 'alert' }, ui.joinError ? ui.joinError() : ''),
       h('button', { id: 'join-submit', type: 'submit', class: 'btn btn-primary btn-huge', disabled: ui.joinBusy },
         ui.joinBusy ? t('join.submitting') : t('join.submit')));
 
@@ -415,9 +415,9 @@
     var username = userEl ? userEl.value.trim() : '';
     var password = el('join-password').value;
     ui.joinUsername = username;
-    if (!username) { ui.joinError = t('join.needAccount'); renderJoin(); return; }
-    if (!password) { ui.joinError = t('join.needPassword'); renderJoin(); el('join-password').focus(); return; }
-    ui.joinError = '';
+    if (!username) { ui.joinError = function () { return t('join.needAccount'); }; renderJoin(); return; }
+    if (!password) { ui.joinError = function () { return t('join.needPassword'); }; renderJoin(); el('join-password').focus(); return; }
+    ui.joinError = null;
     ui.joinBusy = true;
     renderJoin();
     login(username, password).then(function (res) {
@@ -428,29 +428,39 @@
       startSession(res.token, sfu);
     }, function (e) {
       ui.joinBusy = false;
-      ui.joinError = errorText(e);
+      ui.joinError = e && e.i18n ? e.i18n : function () { return errorText(e); };
       renderJoin();
     });
   }
 
-  /** POST /api/demo/login → {token, room, sfu_url, participant, expires_at}; rejects with a translated message. */
+  /** An Error whose text is re-translated on every render (e.i18n()). */
+  function i18nError(fn) {
+    var e = new Error(fn());
+    e.i18n = fn;
+    return e;
+  }
+
+  /** POST /api/demo/login → {token, room, sfu_url, participant, expires_at}; rejects with an i18nError. */
   function login(username, password) {
     return fetch('/api/demo/login', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
       body: JSON.stringify({ username: username, password: password })
     }).catch(function () {
-      throw new Error(t('join.error.network'));
+      throw i18nError(function () { return t('join.error.network'); });
     }).then(function (r) {
       return r.json().catch(function () { return null; }).then(function (body) {
         if (r.ok) {
-          if (!body || typeof body.token !== 'string') throw new Error(t('join.error.badResponse'));
+          if (!body || typeof body.token !== 'string') throw i18nError(function () { return t('join.error.badResponse'); });
           return body;
         }
-        var msg = body && body.code && I18N.has('join.error.' + body.code)
-          ? t('join.error.' + body.code) : t('join.error.generic', { status: r.status });
-        if (body && body.message) msg += ' ' + t('join.serverSays', { msg: body.message });
-        throw new Error(msg);
+        // Known codes get our own translation; the server's message is shown as well.
+        throw i18nError(function () {
+          var msg = body && body.code && I18N.has('join.error.' + body.code)
+            ? t('join.error.' + body.code) : t('join.error.generic', { status: r.status });
+          if (body && body.message) msg += ' ' + t('join.serverSays', { msg: body.message });
+          return msg;
+        });
       });
     });
   }
@@ -596,6 +606,8 @@
 
   function resetRoomState() {
     state.joined = false;
+    state.you = null;
+    state.publishSources = [];
     state.participants = [];
     state.hands = [];
     state.spotlight = null;
@@ -621,7 +633,7 @@
     stopQualityLoop();
     stopLocalMedia();
     resetRoomState();
-    state.you = null;
+    ui.joinNotice = null;
     clearSession();
     stripTokenFromUrl();
     setStatus('left');

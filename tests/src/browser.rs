@@ -236,10 +236,10 @@ impl Page {
     /// Navigates to `url` and waits until the new document has loaded.
     pub async fn navigate(&self, url: &str) -> Result<()> {
         let reply = self.cdp("Page.navigate", json!({ "url": url })).await?;
-        if let Some(error) = reply.get("errorText").and_then(Value::as_str) {
-            if !error.is_empty() {
-                bail!("navigating to {} failed: {error}", abbreviate(url));
-            }
+        if let Some(error) = reply.get("errorText").and_then(Value::as_str)
+            && !error.is_empty()
+        {
+            bail!("navigating to {} failed: {error}", abbreviate(url));
         }
         self.wait_for("document.readyState === 'complete'", COMMAND_TIMEOUT)
             .await
