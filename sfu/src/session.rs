@@ -39,6 +39,8 @@ pub enum PcEvent {
     Candidate(PcTarget, IceCandidate),
     /// A new remote track on the publish connection.
     Track(Arc<dyn TrackRemote>),
+    /// A peer connection reached `connected`.
+    Connected(PcTarget),
     /// A peer connection failed or closed.
     Ended(PcTarget),
 }
@@ -551,6 +553,25 @@ impl Session {
                 self.send(ServerMessage::Ice { target, candidate })
             }
             PcEvent::Track(remote) => self.on_remote_track(remote).await,
+            PcEvent::Connected(PcTarget::Subscriber) => {
+                // Keyframes forwarded before DTLS finished never reached the subscriber: ask the
+                // publishers again (throttled by the core) so the first picture comes at once.
+                let now = Instant::now();
+                let mut deferred = Vec::new();
+                {
+                    let mut inner = self.room.lock();
+                    for s in self
+                        .subscribed
+                        .values()
+                        .filter(|s| !s.info.source.is_audio())
+                    {
+                        inner.core.handle_keyframe_request(now, s.sub);
+                    }
+                    self.room.drain(&mut inner, &mut deferred);
+                }
+                self.room.perform(deferred).await;
+            }
+            PcEvent::Connected(PcTarget::Publisher) => {}
             PcEvent::Ended(target) => {
                 tracing::info!(parent: &self.span, ?target, "peer connection failed or closed");
             }

@@ -95,7 +95,12 @@ async fn class(codec: &str, host: &str) -> Result<()> {
     // Camera and microphone need a secure context; the test origin is plain HTTP on a private
     // address, so Chromium is told to treat it as secure (as a school would with HTTPS).
     let origin = base.trim_end_matches('/').to_string();
-    let browser = Browser::launch(LaunchOptions::default().secure_origin(origin).arg("--window-size=1366,768")).await?;
+    let browser = Browser::launch(
+        LaunchOptions::default()
+            .secure_origin(origin)
+            .arg("--window-size=1366,768"),
+    )
+    .await?;
     let room = format!("class-{codec}");
     let url = |who: &str, name: &str, role| {
         format!(

@@ -97,6 +97,8 @@ fn announce(r: &Running) {
         println!("  Open:    http://localhost:{port}/");
         if let Some(ip) = lan_ip() {
             println!("  From classroom PCs: http://{ip}:{port}/");
+            println!("    (browsers allow camera and microphone only on localhost or over HTTPS:");
+            println!("     put an HTTPS reverse proxy in front for other PCs, see README.md)");
         }
     }
     if r.sfu.is_some() {
