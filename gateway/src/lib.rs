@@ -11,9 +11,11 @@
 
 pub mod app;
 pub mod assets;
+pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod policy;
 
 pub use app::{AppState, app};
 pub use config::GatewayConfig;
