@@ -20,4 +20,4 @@ pub mod sfu;
 pub mod shell;
 
 pub use config::SfuConfig;
-pub use sfu::{Sfu, SfuError};
+pub use sfu::{Sfu, SfuError, SfuEvent};

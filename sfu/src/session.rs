@@ -206,6 +206,12 @@ impl Session {
             );
         }
         tracing::info!(parent: &span, name = %claims.name, "joined");
+        sfu.emit(crate::sfu::SfuEvent::Joined {
+            room: claims.room.clone(),
+            participant: claims.sub.clone(),
+            role: claims.role,
+            at: std::time::SystemTime::now(),
+        });
         (
             Session {
                 sfu,
@@ -975,6 +981,11 @@ impl Session {
             }
         }
         tracing::info!(parent: &self.span, "left");
+        self.sfu.emit(crate::sfu::SfuEvent::Left {
+            room: self.claims.room.clone(),
+            participant: self.claims.sub.clone(),
+            at: std::time::SystemTime::now(),
+        });
         self.sfu.close_if_empty(&self.room);
     }
 }

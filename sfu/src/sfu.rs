@@ -35,6 +35,45 @@ pub enum SfuError {
     },
 }
 
+/// What happened in a room, for attendance and session reports (the gateway listens).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SfuEvent {
+    /// A participant joined (or rejoined) a room.
+    Joined {
+        /// Room.
+        room: RoomId,
+        /// Who.
+        participant: duet_sfu_proto::ParticipantId,
+        /// As what.
+        role: duet_sfu_proto::Role,
+        /// When.
+        at: std::time::SystemTime,
+    },
+    /// A participant left a room.
+    Left {
+        /// Room.
+        room: RoomId,
+        /// Who.
+        participant: duet_sfu_proto::ParticipantId,
+        /// When.
+        at: std::time::SystemTime,
+    },
+    /// The first participant arrived: the live class started.
+    RoomOpened {
+        /// Room.
+        room: RoomId,
+        /// When.
+        at: std::time::SystemTime,
+    },
+    /// The last participant left: the live class ended.
+    RoomClosed {
+        /// Room.
+        room: RoomId,
+        /// When.
+        at: std::time::SystemTime,
+    },
+}
+
 /// The SFU.
 pub struct Sfu {
     /// Configuration.
@@ -47,6 +86,7 @@ pub struct Sfu {
     next_epoch: AtomicU64,
     /// Sessions currently open.
     pub sessions: AtomicU64,
+    events: tokio::sync::broadcast::Sender<SfuEvent>,
 }
 
 impl Sfu {
@@ -61,12 +101,24 @@ impl Sfu {
             counters: Arc::new(ShellCounters::default()),
             next_epoch: AtomicU64::new(1),
             sessions: AtomicU64::new(0),
+            events: tokio::sync::broadcast::channel(1024).0,
         }))
     }
 
     /// The token key.
     pub fn key(&self) -> &TokenKey {
         &self.key
+    }
+
+    /// Room and participant events (joins, leaves, class start and end). A slow listener that
+    /// falls 1024 events behind loses the oldest.
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<SfuEvent> {
+        self.events.subscribe()
+    }
+
+    /// Publishes an event to listeners, if any.
+    pub fn emit(&self, event: SfuEvent) {
+        let _ = self.events.send(event);
     }
 
     /// A fresh session epoch.
@@ -87,6 +139,10 @@ impl Sfu {
         };
         let room = Arc::new(LiveRoom::new(id.clone(), core, self.counters.clone()));
         tracing::info!(parent: &room.span, "room opened");
+        self.emit(SfuEvent::RoomOpened {
+            room: id.clone(),
+            at: std::time::SystemTime::now(),
+        });
         rooms.insert(id.clone(), room.clone());
         tokio::spawn(tick(Arc::downgrade(&room)));
         room
@@ -101,6 +157,10 @@ impl Sfu {
             rooms.remove(&room.id);
             room.retire();
             tracing::info!(parent: &room.span, "room closed");
+            self.emit(SfuEvent::RoomClosed {
+                room: room.id.clone(),
+                at: std::time::SystemTime::now(),
+            });
         }
     }
 

@@ -358,3 +358,36 @@ async fn metrics_are_exposed_in_prometheus_text() {
     }
     running.stop().await;
 }
+
+#[tokio::test]
+async fn joins_and_leaves_are_reported_as_events() {
+    let (running, url) = start().await;
+    let mut events = running.sfu.as_ref().unwrap().events();
+    let t = join(&url, "teacher", Role::Lead).await;
+    drop(t);
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let e = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("event in time")
+            .unwrap();
+        seen.push(match e {
+            duet_sfu::SfuEvent::RoomOpened { room, .. } => format!("open {room}"),
+            duet_sfu::SfuEvent::Joined {
+                participant, role, ..
+            } => format!("join {participant} {role}"),
+            duet_sfu::SfuEvent::Left { participant, .. } => format!("left {participant}"),
+            duet_sfu::SfuEvent::RoomClosed { room, .. } => format!("close {room}"),
+        });
+    }
+    assert_eq!(
+        seen,
+        [
+            "open bad-input",
+            "join teacher lead",
+            "left teacher",
+            "close bad-input"
+        ]
+    );
+    running.stop().await;
+}
