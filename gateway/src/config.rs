@@ -13,8 +13,13 @@ pub struct GatewayConfig {
     pub sfu_url: String,
     /// Lifetime of a join token, in seconds.
     pub join_token_ttl_secs: u64,
-    /// Create the demo class and its accounts (printed at start-up).
+    /// Seed the demo district (one urban school paired with two rural schools, a timetable with
+    /// a class now) and print its logins, with fresh passwords, at start-up.
     pub demo: bool,
+    /// Mark the session cookie `Secure` (set when Duet is served over HTTPS).
+    pub secure_cookies: bool,
+    /// The database.
+    pub store: crate::store::StoreConfig,
 }
 
 impl Default for GatewayConfig {
@@ -24,6 +29,8 @@ impl Default for GatewayConfig {
             sfu_url: String::new(),
             join_token_ttl_secs: 4 * 3600,
             demo: true,
+            secure_cookies: false,
+            store: crate::store::StoreConfig::default(),
         }
     }
 }
@@ -38,6 +45,7 @@ impl GatewayConfig {
         if !self.sfu_url.is_empty() && !scheme_ok {
             return Err("gateway.sfu_url must start with ws:// or wss://".into());
         }
+        self.store.validate()?;
         Ok(())
     }
 }

@@ -17,19 +17,25 @@ pub enum ApiError {
     #[error("请先登录 / please log in")]
     Unauthenticated,
     /// Too many failed logins; try again later.
-    #[error("登录失败次数过多，请 {retry_after_secs} 秒后再试 / too many failed logins, try again in {retry_after_secs} s")]
+    #[error(
+        "登录失败次数过多，请 {retry_after_secs} 秒后再试 / too many failed logins, try again in {retry_after_secs} s"
+    )]
     RateLimited {
         /// Seconds until the next attempt is allowed.
         retry_after_secs: u64,
     },
     /// The account is locked after repeated failures, or disabled.
-    #[error("账号已锁定，请稍后再试或联系管理员 / the account is locked; try later or ask an administrator")]
+    #[error(
+        "账号已锁定，请稍后再试或联系管理员 / the account is locked; try later or ask an administrator"
+    )]
     Locked,
     /// The principal may not do this.
     #[error("你没有权限执行此操作 / you are not allowed to do this")]
     Forbidden,
     /// A cookie-authenticated change without the right CSRF token.
-    #[error("页面已过期，请刷新后重试 / the page is stale (CSRF token missing or wrong); reload and retry")]
+    #[error(
+        "页面已过期，请刷新后重试 / the page is stale (CSRF token missing or wrong); reload and retry"
+    )]
     Csrf,
     /// Nothing here (or nothing the principal may see).
     #[error("未找到 / not found")]
@@ -81,7 +87,10 @@ impl ApiError {
 
     /// An invalid field.
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        ApiError::Invalid { field, message: message.into() }
+        ApiError::Invalid {
+            field,
+            message: message.into(),
+        }
     }
 }
 
@@ -95,7 +104,15 @@ impl IntoResponse for ApiError {
             ApiError::Invalid { field, .. } => Some(*field),
             _ => None,
         };
-        let mut res = (status, Json(Body { code, message: self.to_string(), field })).into_response();
+        let mut res = (
+            status,
+            Json(Body {
+                code,
+                message: self.to_string(),
+                field,
+            }),
+        )
+            .into_response();
         if let ApiError::RateLimited { retry_after_secs } = self
             && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
         {

@@ -1,14 +1,20 @@
-//! Duet's gateway, minimal for the live-class milestone: serves the browser client (every asset
-//! from this binary, no CDN), answers `GET /healthz`, and mints join tokens for the demo class
-//! that `duet up` creates, for the demo accounts it prints at start-up.
+//! Duet's gateway: accounts and roles, schools and pairings, the shared timetable (统一课表),
+//! join tokens for live classes, attendance, and the web pages (every asset served by this
+//! binary, no CDN).
 //!
-//! # Layout
-//! - [`config`]: `[gateway]` configuration.
-//! - [`demo`]: the demo class and its accounts.
+//! # Layout (dependencies point down)
+//! - [`app`]: the router and shared state; routers are tested without a socket.
+//! - [`api`]: JSON handlers, the auth extractor, the route table and OpenAPI document.
 //! - [`error`]: [`ApiError`], the one place errors become HTTP responses.
-//! - [`assets`]: the embedded web client.
-//! - [`app`]: the router; tested without a socket (`app().oneshot(req)`).
+//! - [`policy`]: the one place authorization is decided (scope by district, school, class).
+//! - [`auth`]: passwords, secrets, login rate limits.
+//! - [`store`]: SQLite or PostgreSQL through sqlx, the same migrations for both.
+//! - [`schedule`]: pure timetable engine: terms, bells, series → lessons in absolute time,
+//!   conflicts, now/next, iCal.
+//! - [`demo`]: the demo district `duet up` seeds.
+//! - [`config`], [`assets`].
 
+pub mod api;
 pub mod app;
 pub mod assets;
 pub mod auth;
@@ -16,6 +22,8 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod policy;
+pub mod schedule;
+pub mod store;
 
 pub use app::{AppState, app};
 pub use config::GatewayConfig;

@@ -314,6 +314,9 @@
   }
 
   function showScreen(name) {
+    // Signing in and choosing a class happen on the gateway's pages (/admin): the live-class page
+    // only ever opens with a join token.
+    if (name === 'join') { window.location.replace('/admin'); return; }
     ui.screen = name;
     if (name !== 'class') ui.classSkeleton = null;
     renderScreen();
@@ -331,6 +334,10 @@
    * ==================================================================================== */
 
   function loadClassInfo() {
+    return Promise.resolve();
+  }
+
+  function loadDemoClassInfo() {
     classInfoStatus = 'loading';
     if (ui.screen === 'join') renderJoin();
     return fetch('/api/demo/class', { cache: 'no-store', headers: { Accept: 'application/json' } })

@@ -94,7 +94,7 @@ fn announce(r: &Running) {
     println!();
     println!("Duet is running.");
     if r.gateway.is_some() {
-        println!("  Open:    http://localhost:{port}/");
+        println!("  Open:    http://localhost:{port}/admin");
         if let Some(ip) = lan_ip() {
             println!("  From classroom PCs: http://{ip}:{port}/");
             println!("    (browsers allow camera and microphone only on localhost or over HTTPS:");
@@ -104,15 +104,18 @@ fn announce(r: &Running) {
     if r.sfu.is_some() {
         println!("  Metrics: http://localhost:{port}/metrics");
     }
-    if let Some(demo) = r.gateway.as_ref().and_then(|g| g.demo.as_ref()) {
+    if !r.demo_logins.is_empty() {
         println!();
-        println!("  Demo class: {}", demo.title);
-        for a in &demo.accounts {
+        println!("  Demo district (城关区): sign in at http://localhost:{port}/admin with");
+        for a in &r.demo_logins {
             println!(
-                "    {:<10} password {:<10} {} ({})",
+                "    {:<13} password {:<11} {} ({})",
                 a.username, a.password, a.display_name, a.role
             );
         }
+        println!(
+            "  A class is on now: sign in as `teacher` in one window and `room-a` in another, press 进入课堂."
+        );
     }
     println!();
 }

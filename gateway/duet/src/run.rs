@@ -5,7 +5,7 @@ use crate::config::{ConfigError, DuetConfig};
 use duet_gateway::{AppState, app};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -28,6 +28,9 @@ pub enum StartError {
     /// The SFU refused its configuration.
     #[error(transparent)]
     Sfu(#[from] duet_sfu::SfuError),
+    /// The database could not be opened, migrated or seeded.
+    #[error("database: {0}")]
+    Store(#[from] duet_gateway::store::StoreError),
 }
 
 /// A running service (or all of them).
@@ -38,6 +41,8 @@ pub struct Running {
     pub gateway: Option<Arc<AppState>>,
     /// The SFU, when one runs.
     pub sfu: Option<Arc<duet_sfu::Sfu>>,
+    /// Demo logins with this start's passwords, when the demo is seeded.
+    pub demo_logins: Vec<duet_gateway::demo::DemoLogin>,
     stop: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -50,6 +55,9 @@ impl Running {
         }
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        if let Some(g) = &self.gateway {
+            g.store.close().await;
+        }
     }
 
     /// Like [`Running::stop`], returning the address it listened on.
@@ -99,20 +107,93 @@ fn serve(
     (addr, tx, task)
 }
 
-fn gateway_state(config: &DuetConfig) -> Result<Arc<AppState>, StartError> {
-    Ok(Arc::new(AppState {
-        config: config.gateway.clone(),
-        key: config.token_key()?,
-        demo: config.gateway.demo.then(duet_gateway::demo::DemoClass::new),
-        ready: AtomicBool::new(false),
-    }))
+async fn gateway_state(
+    config: &DuetConfig,
+) -> Result<(Arc<AppState>, Vec<duet_gateway::demo::DemoLogin>), StartError> {
+    let store = config.gateway.store.open(&config.data_dir).await?;
+    let demo = if config.gateway.demo {
+        duet_gateway::demo::seed(&store, chrono::Utc::now()).await?
+    } else {
+        Vec::new()
+    };
+    Ok((
+        Arc::new(AppState::new(
+            config.gateway.clone(),
+            config.token_key()?,
+            store,
+        )),
+        demo,
+    ))
+}
+
+/// Keeps the SFU's joins and leaves as attendance of the timetabled lesson the room belongs to
+/// (rooms are named `<series>-<date>`; other rooms are not timetabled and are skipped).
+fn record_attendance(sfu: &duet_sfu::Sfu, state: Arc<AppState>) {
+    let mut events = sfu.events();
+    tokio::spawn(async move {
+        let mut open: std::collections::HashMap<(String, String), String> =
+            std::collections::HashMap::new();
+        loop {
+            let event = match events.recv().await {
+                Ok(e) => e,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "attendance fell behind the SFU's events");
+                    continue;
+                }
+                Err(_) => return,
+            };
+            match event {
+                duet_sfu::SfuEvent::Joined {
+                    room,
+                    participant,
+                    role,
+                    at,
+                } => {
+                    let Some((series, date)) =
+                        duet_gateway::api::timetable::parse_room(room.as_str())
+                    else {
+                        continue;
+                    };
+                    let id = duet_gateway::store::new_id("att");
+                    let row = duet_gateway::store::AttendanceRow {
+                        id: id.clone(),
+                        series_id: series,
+                        date,
+                        participant: participant.to_string(),
+                        role: role.as_str().into(),
+                        joined_at: at.into(),
+                        left_at: None,
+                    };
+                    match state.store.record_join(&row).await {
+                        Ok(()) => {
+                            open.insert((room.to_string(), participant.to_string()), id);
+                        }
+                        Err(e) => tracing::warn!(error = %e, %room, "attendance not recorded"),
+                    }
+                }
+                duet_sfu::SfuEvent::Left {
+                    room,
+                    participant,
+                    at,
+                } => {
+                    if let Some(id) = open.remove(&(room.to_string(), participant.to_string()))
+                        && let Err(e) = state.store.record_leave(&id, at.into()).await
+                    {
+                        tracing::warn!(error = %e, %room, "leave not recorded");
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
 }
 
 /// `duet up`: gateway and SFU on the gateway's listener, in one process.
 pub async fn start_up(config: &DuetConfig) -> Result<Running, StartError> {
     config.validate()?;
-    let state = gateway_state(config)?;
+    let (state, demo_logins) = gateway_state(config).await?;
     let sfu = duet_sfu::Sfu::new(config.sfu.clone(), state.key.clone())?;
+    record_attendance(&sfu, state.clone());
     let router = app(state.clone()).merge(duet_sfu::http::router(sfu.clone()));
     let (addr, stop, task) = serve(bind(&config.gateway.listen).await?, router);
     state.ready.store(true, Ordering::Release);
@@ -120,6 +201,7 @@ pub async fn start_up(config: &DuetConfig) -> Result<Running, StartError> {
         addr,
         gateway: Some(state),
         sfu: Some(sfu),
+        demo_logins,
         stop,
         task,
     })
@@ -128,13 +210,14 @@ pub async fn start_up(config: &DuetConfig) -> Result<Running, StartError> {
 /// `duet gateway`: the gateway alone.
 pub async fn start_gateway(config: &DuetConfig) -> Result<Running, StartError> {
     config.validate()?;
-    let state = gateway_state(config)?;
+    let (state, demo_logins) = gateway_state(config).await?;
     let (addr, stop, task) = serve(bind(&config.gateway.listen).await?, app(state.clone()));
     state.ready.store(true, Ordering::Release);
     Ok(Running {
         addr,
         gateway: Some(state),
         sfu: None,
+        demo_logins,
         stop,
         task,
     })
@@ -151,6 +234,7 @@ pub async fn start_sfu(config: &DuetConfig) -> Result<Running, StartError> {
         addr,
         gateway: None,
         sfu: Some(sfu),
+        demo_logins: Vec::new(),
         stop,
         task,
     })
