@@ -54,6 +54,9 @@ pub enum ApiError {
     /// The request body is not what the endpoint takes.
     #[error("请求格式错误 / bad request: {0}")]
     BadRequest(String),
+    /// The request body is larger than the gateway accepts.
+    #[error("请求太大 / the request is too large")]
+    TooLarge,
     /// Something failed inside; details are in the server log.
     #[error("服务器内部错误 / internal error")]
     Internal(String),
@@ -81,6 +84,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -333,9 +333,9 @@
             return api(method, path, body, Object.assign({}, opts, { retried: true }));
           }, function () { throw err; });
         }
-        if (res.status === 401 && !opts.allow401 && state.me) {
-          err.handled = true;
-          sessionLost(err);
+        if (res.status === 401 && !opts.allow401) {
+          err.handled = true; // the login screen says it; no toast per failed request
+          if (state.me) sessionLost(err);
         }
         throw err;
       });
@@ -592,7 +592,7 @@
     reviewer: ['today']
   };
 
-  var VIEWS = {}; // filled in below: name → function(viewElement, arg) → cleanup?
+  var VIEWS = {}; // filled in below: name → function(viewElement, arg); intervals go in state.timers
 
   function roleLabel(role) { return L.has('role.' + role) ? { k: 'role.' + role } : String(role || ''); }
 
@@ -885,6 +885,16 @@
     }
 
     function render() {
+      // A refresh rebuilds the cards; keep the keyboard focus on the same join button.
+      var active = document.activeElement;
+      var focusId = active && view.contains(active) ? active.id || null : null;
+      var focusJoin = active && view.contains(active) ? active.getAttribute('data-join') : null;
+      draw();
+      var again = focusId ? $(focusId) : focusJoin ? view.querySelector('[data-join="' + focusJoin + '"]') : null;
+      if (again && again.focus) again.focus();
+    }
+
+    function draw() {
       var nowMs = Date.now();
       fill(dateLine, h('span', { i18n: 'today.date', vars: { date: model.today, wd: { k: 'wd.' + isoWeekday(model.today) } } }));
       fill(updated, model.loadedAt ? h('span', { i18n: 'today.updated', vars: { time: hhmmOf(model.loadedAt) } }) : null);
@@ -1495,6 +1505,11 @@
         users = list.slice().sort(function (a, b) { return String(a.username).localeCompare(String(b.username)); });
         errBox.hidden = true;
         render();
+        // Classroom accounts show their room's name: load the rooms of just those schools.
+        var need = {};
+        users.forEach(function (u) { if (u.classroom_id && u.school_id && !names.classroom[u.classroom_id]) need[u.school_id] = true; });
+        var ids = Object.keys(need);
+        if (ids.length) settle(ids.map(getClassrooms)).then(function () { if (view.isConnected) render(); });
       }, function (err) { notifyError('users.loadFailed', err, errBox); });
     }
 
