@@ -326,8 +326,7 @@ impl World {
             })
             .await
             .unwrap();
-        let mut config = GatewayConfig::default();
-        config.demo = false;
+        let config = GatewayConfig { demo: false, ..GatewayConfig::default() };
         let state = Arc::new(AppState::new(
             config,
             TokenKey::new(*b"api test key, 16+ bytes").unwrap(),
