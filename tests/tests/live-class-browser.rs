@@ -253,6 +253,107 @@ async fn class(codec: &str, host: &str) -> Result<()> {
     result
 }
 
+/// The whole path a school uses: `duet up` with the demo district; the teacher and a receiving
+/// classroom sign in on the gateway's page, press 进入课堂 on the class that is on now, and hold
+/// the class; attendance records both.
+async fn join_through_gateway(host: &str) -> Result<()> {
+    let data_dir = std::env::temp_dir().join(format!("duet-gateway-join-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let mut config = DuetConfig {
+        data_dir: data_dir.clone(),
+        ..DuetConfig::default()
+    };
+    config.gateway.listen = format!("{host}:0");
+    config.sfu.rtc_port_min = 52_000;
+    config.sfu.rtc_port_max = 52_999;
+    let running = duet::start_up(&config).await.context("duet up")?;
+    let base = format!("http://{host}:{}", running.addr.port());
+    let password = |u: &str| {
+        running
+            .demo_logins
+            .iter()
+            .find(|l| l.username == u)
+            .map(|l| l.password.clone())
+            .context("demo login")
+    };
+    let browser = Browser::launch(LaunchOptions::default().secure_origin(base.clone())).await?;
+    let result = async {
+        let mut pages = Vec::new();
+        for user in ["teacher", "room-a"] {
+            let page = browser.new_page(&format!("{base}/admin")).await?;
+            page.wait_for(
+                "document.querySelector('#login-username')",
+                Duration::from_secs(10),
+            )
+            .await?;
+            let pw = password(user)?;
+            page.evaluate(&format!(
+                "document.querySelector('#login-username').value='{user}';\
+                 document.querySelector('#login-password').value='{pw}';\
+                 document.querySelector('#login-submit').click(); true"
+            ))
+            .await?;
+            page.wait_for(
+                "document.querySelector('#join-current')",
+                Duration::from_secs(15),
+            )
+            .await
+            .with_context(|| format!("{user} sees no class to join now"))?;
+            page.evaluate("document.querySelector('#join-current').click(); true")
+                .await?;
+            page.wait_for(
+                "window.duet && window.duet.state.joined",
+                Duration::from_secs(20),
+            )
+            .await
+            .with_context(|| format!("{user} did not join the live class"))?;
+            pages.push(page);
+        }
+        let teacher_role = pages[0].evaluate("window.duet.state.you.role").await?;
+        let room_role = pages[1].evaluate("window.duet.state.you.role").await?;
+        ensure!(
+            teacher_role == "lead" && room_role == "receiving",
+            "roles {teacher_role} / {room_role}"
+        );
+        // The receiving classroom joins as the classroom itself and decodes the teacher.
+        let me = pages[1].evaluate("window.duet.state.you.id").await?;
+        ensure!(
+            me == "cls_demo_a",
+            "the classroom joins as its classroom, not {me}"
+        );
+        let teacher_id = pages[0].evaluate("window.duet.state.you.id").await?;
+        let tid = teacher_id.as_str().unwrap_or_default().to_string();
+        wait_until(
+            &pages[1],
+            "room-a to decode the teacher",
+            Duration::from_secs(60),
+            |s| num(inbound(s, &tid, "camera"), "framesDecoded") > 30.0,
+        )
+        .await?;
+        // Attendance: both joins are kept against the timetabled lesson.
+        let store = &running.gateway.as_ref().context("gateway")?.store;
+        let room = pages[1].evaluate("window.duet.state.room").await?;
+        let (series, date) =
+            duet_gateway::api::timetable::parse_room(room.as_str().unwrap_or_default())
+                .context("the room is a timetabled lesson")?;
+        let att = store.list_attendance(&series, Some(date)).await?;
+        let who: Vec<&str> = att.iter().map(|a| a.participant.as_str()).collect();
+        ensure!(
+            who.contains(&"cls_demo_a") && who.contains(&tid.as_str()),
+            "attendance {who:?}"
+        );
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!("--- chromium log tail ---\n{}", browser.log_tail(40));
+    }
+    drop(browser);
+    running.stop().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    result
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
@@ -281,17 +382,21 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let host = net.host_ip.to_string();
-    let cases = ["vp8", "h264"];
+    let cases = ["live_class_vp8", "live_class_h264", "join_through_gateway"];
     let (mut passed, mut failed, mut filtered) = (0, 0, 0);
     println!("\nrunning {} tests", cases.len());
-    for codec in cases {
-        let name = format!("live_class_{codec}");
+    for name in cases {
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
             filtered += 1;
             continue;
         }
         let started = Instant::now();
-        match rt.block_on(class(codec, &host)) {
+        let outcome = match name {
+            "live_class_vp8" => rt.block_on(class("vp8", &host)),
+            "live_class_h264" => rt.block_on(class("h264", &host)),
+            _ => rt.block_on(join_through_gateway(&host)),
+        };
+        match outcome {
             Ok(()) => {
                 passed += 1;
                 println!(

@@ -31,6 +31,15 @@ enum Command {
     Sfu,
     /// Run the gateway alone.
     Gateway,
+    /// Register a district and its first administrator (prints the password once).
+    CreateDistrict {
+        /// The district's name, e.g. 城关区.
+        #[arg(long)]
+        name: String,
+        /// The administrator's login name.
+        #[arg(long)]
+        admin: String,
+    },
 }
 
 #[tokio::main]
@@ -50,6 +59,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Up => start_up(&config).await,
         Command::Sfu => start_sfu(&config).await,
         Command::Gateway => start_gateway(&config).await,
+        Command::CreateDistrict { name, admin } => {
+            let (district, password) = duet::run::create_district(&config, &name, &admin).await?;
+            println!("District {name} ({district}) created.");
+            println!("Administrator: {admin}  password: {password}  (shown once; change it after the first login)");
+            return Ok(());
+        }
     }
     .context("Duet did not start")?;
     announce(&running);
