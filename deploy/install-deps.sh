@@ -16,7 +16,11 @@ for arg in "$@"; do
   esac
 done
 
-packages=(pkg-config ca-certificates)
+packages=(pkg-config ca-certificates
+  # GStreamer: the recorder's capture, mixing and encoding, and the simulated RTSP cameras.
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev libgstrtspserver-1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+  gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-rtsp)
 if [ "$want_test" = 1 ]; then
   # chromium: the real WebRTC peer of the browser tests; iproute2: their private network namespace.
   packages+=(chromium iproute2)
