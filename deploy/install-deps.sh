@@ -2,7 +2,7 @@
 # Installs what Duet needs on Debian 12, idempotently. Run as root.
 #
 #   deploy/install-deps.sh           build and run `duet up`
-#   deploy/install-deps.sh --test    also what the test suite needs (Chromium, iproute2)
+#   deploy/install-deps.sh --test    also what the test suite needs (Chromium, iproute2, the Pango overlays)
 #
 # Packages already present are left alone; a second run installs nothing.
 set -euo pipefail
@@ -22,8 +22,9 @@ packages=(pkg-config ca-certificates
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-rtsp)
 if [ "$want_test" = 1 ]; then
-  # chromium: the real WebRTC peer of the browser tests; iproute2: their private network namespace.
-  packages+=(chromium iproute2)
+  # chromium: the real WebRTC peer of the browser tests; iproute2: their private network namespace;
+  # gstreamer1.0-x: the Pango overlays (clockoverlay) that label the simulated RTSP cameras' picture.
+  packages+=(chromium iproute2 gstreamer1.0-x)
 fi
 
 missing=()

@@ -3,8 +3,7 @@
 //! reply); transports and simulators sit beside them. Nothing here knows of HTTP APIs, databases
 //! or the recorder.
 //!
-//! Still to come with the recording-classroom milestone: RTSP and V4L2 sources, the encoder probe,
-//! the RTSP camera simulator.
+//! Still to come with the recording-classroom milestone: RTSP and V4L2 sources, the encoder probe.
 //!
 //! # Layout
 //! - [`device`]: cameras and their positions, screen captures, microphones, PTZ capability.
@@ -12,9 +11,13 @@
 //!   simulated camera for tests.
 //! - [`onvif`]: ONVIF PTZ (SOAP 1.2 over HTTP, WS-Security digest): the pure SOAP codec, the
 //!   client, and a simulated camera (for tests, or with the `sim` feature).
+//! - [`rtsp_sim`] (tests, or the `sim` feature): a simulated IP camera serving live H.264 test
+//!   video over RTSP (gst-rtsp-server), which can be "unplugged" and plugged back in.
 
 pub mod device;
 pub mod onvif;
+#[cfg(any(test, feature = "sim"))]
+pub mod rtsp_sim;
 pub mod visca;
 
 pub use device::{CameraPosition, Device, DeviceKind, PtzProtocol};

@@ -6,7 +6,12 @@
 //!
 //! # Layout
 //! - [`state`]: [`RecordingState`] and its allowed transitions.
+//! - [`director`]: the auto-director (导播) of movie mode: a sans-IO rule engine that picks the shot.
+//! - [`capture`]: resource mode (资源模式): one RTSP source → one crash-safe Matroska file
+//!   ([`capture::SourceRecorder`]), and reading a file back ([`capture::probe()`]).
 
+pub mod capture;
+pub mod director;
 pub mod state;
 
 pub use state::{RecordingState, TransitionError};

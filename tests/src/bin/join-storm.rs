@@ -1,11 +1,11 @@
 //! `join-storm`: a benchmark of the gateway at a period boundary, when every receiving classroom
 //! (接收课堂) of a county opens its page at once.
 //!
-//! All classes of a county start on the same bell, so joins come in storms (`docs/benchmarks.md`,
-//! "Join storm (gateway)", has the numbers). At the bell each receiving classroom's page asks for its "now" view
-//! (`GET /api/now`) and then for its join token (`POST /api/join` with `{}`, "my current class"),
-//! all within the same second. This binary measures how fast the gateway answers that storm, on
-//! SQLite and on PostgreSQL.
+//! All classes of a county start on the same bell, so joins come in storms. At the bell each
+//! receiving classroom's page asks for its "now" view (`GET /api/now`) and then for its join
+//! token (`POST /api/join` with `{}`, "my current class"), all within the same second. This binary
+//! measures how fast the gateway answers that storm, on SQLite and on PostgreSQL; the numbers are
+//! in `docs/benchmarks.md`, "Join storm (gateway)".
 //!
 //! # How
 //! 1. Opens a fresh store: SQLite in a new temporary directory, or a new, uniquely named
@@ -40,6 +40,9 @@
 //! # Usage
 //! ```sh
 //! cargo run --release -p duet-tests --bin join-storm -- --classrooms 100,300 --db both
+//! # also with a small timetable (1 lesson a week per lead room), three storms each
+//! cargo run --release -p duet-tests --bin join-storm -- \
+//!     --classrooms 100,300 --db both --lessons-per-week 30,1 --rounds 3
 //! ```
 //! PostgreSQL: `--pg-server` (default `postgres://postgres@127.0.0.1:5432`, trust auth; the user
 //! must be allowed to create databases). Gateway warnings and errors go to stderr (see

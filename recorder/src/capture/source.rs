@@ -1,0 +1,442 @@
+//! [`SourceRecorder`]: one RTSP H.264 source recorded to one Matroska file, without transcoding.
+//!
+//! Owns one pipeline, built with element builders because its shape depends on the source (the
+//! RTSP stream's pad appears only once the server has described it):
+//!
+//! ```text
+//! rtspsrc (latency 200 ms, RTP over TCP, H.264 video streams only)
+//!   ~pad-added~> rtph264depay ! h264parse ! matroskamux (offset-to-zero) ! filesink
+//! ```
+//!
+//! and the thread that reads its bus. The bus thread turns messages into the recorder's
+//! `Status`; the first buffer reaching the file marks the recording as started.
+//!
+//! Invariants:
+//! - [`SourceRecorder::stop`] sends EOS, waits for it on the bus (at most [`EOS_DEADLINE`]), then
+//!   sets `Null`; `Drop` sets `Null` in any case, then ends and joins the bus thread.
+//! - Callbacks hold weak references to elements, never strong ones (no reference cycles through
+//!   the pipeline).
+//! - Every call blocks: call from `spawn_blocking` or a dedicated thread, never on an async
+//!   executor thread.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+use super::{CaptureError, probe, redact};
+
+/// How long [`SourceRecorder::stop`] waits for EOS to reach the file.
+pub const EOS_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The longest Matroska cluster: the most a crash can cut from the end of a file.
+const MAX_CLUSTER: gst::ClockTime = gst::ClockTime::SECOND;
+
+/// rtspsrc's jitter-buffer latency, in milliseconds.
+const RTSP_LATENCY_MS: u32 = 200;
+
+/// How often the bus thread checks whether it should end.
+const BUS_POLL: Duration = Duration::from_millis(100);
+
+/// Where one recording stands, as the bus thread and the file probe see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Status {
+    /// Pipeline playing, waiting for the source's first frame.
+    Connecting,
+    /// At least one buffer has reached the file.
+    Recording,
+    /// EOS reached the file: it is complete and indexed.
+    Finished,
+    /// The pipeline posted an error; the file holds what came before it.
+    Failed(String),
+}
+
+/// State shared with the bus thread and the first-buffer probe.
+#[derive(Debug)]
+struct Shared {
+    /// The current status; changed only forward (Connecting → Recording → Finished/Failed).
+    status: Mutex<Status>,
+    /// Notified on every status change; `wait_recording` and `stop` wait on it.
+    changed: Condvar,
+    /// Set on drop to end the bus thread. (A message posted to the bus cannot do it: in `Null`
+    /// the bus is flushing and drops what is posted.)
+    quit_bus: AtomicBool,
+    /// Set by the first buffer reaching the file: there is something to keep.
+    frames_written: AtomicBool,
+}
+
+impl Shared {
+    fn status(&self) -> Status {
+        self.status.lock().expect("status lock poisoned").clone()
+    }
+
+    /// Moves to `next` unless the recording already ended (an error after EOS changes nothing).
+    fn advance(&self, next: Status) {
+        let mut status = self.status.lock().expect("status lock poisoned");
+        let ended = matches!(*status, Status::Finished | Status::Failed(_));
+        if !ended && *status != next {
+            *status = next;
+            self.changed.notify_all();
+        }
+    }
+
+    /// Waits until `done(status)` or `deadline`; returns the last status seen.
+    fn wait_until(&self, deadline: Instant, done: impl Fn(&Status) -> bool) -> Status {
+        let mut status = self.status.lock().expect("status lock poisoned");
+        loop {
+            if done(&status) {
+                return status.clone();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return status.clone();
+            }
+            status = self
+                .changed
+                .wait_timeout(status, deadline - now)
+                .expect("status lock poisoned")
+                .0;
+        }
+    }
+}
+
+/// A finished recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedFile {
+    /// The Matroska file.
+    pub path: PathBuf,
+    /// Media duration as probed from the file.
+    pub duration: Duration,
+    /// How the recording ended.
+    pub ending: Ending,
+}
+
+impl RecordedFile {
+    /// True when EOS reached the file (duration and index written). Otherwise the file is still
+    /// readable (Matroska), only unindexed.
+    pub fn finalized(&self) -> bool {
+        matches!(self.ending, Ending::Stopped | Ending::SourceEnded)
+    }
+}
+
+/// How a recording ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Ending {
+    /// [`SourceRecorder::stop`]: EOS reached the file.
+    Stopped,
+    /// The source ended the stream itself (EOS before the stop).
+    SourceEnded,
+    /// The source failed (unplugged, network, server error); the file ends there.
+    SourceFailed {
+        /// The error and the element that posted it.
+        reason: String,
+    },
+    /// EOS did not reach the file within [`EOS_DEADLINE`]; the pipeline was stopped without it.
+    EosTimedOut,
+}
+
+/// Records one RTSP H.264 source to a crash-safe Matroska file; see the module doc.
+#[derive(Debug)]
+pub struct SourceRecorder {
+    /// The pipeline; set to `Null` by `stop` and again (harmlessly) by `Drop`.
+    pipeline: gst::Pipeline,
+    /// Where the file is written.
+    path: PathBuf,
+    /// The source URL with credentials redacted, for logs and errors.
+    url: String,
+    /// Status shared with the bus thread and the first-buffer probe.
+    shared: Arc<Shared>,
+    /// The bus reader; ended by `Shared::quit_bus` and joined on drop.
+    bus_thread: Option<JoinHandle<()>>,
+    /// The recording's span: every log line carries the source and the file.
+    span: tracing::Span,
+}
+
+fn make(factory: &'static str) -> Result<gst::Element, CaptureError> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|_| CaptureError::MissingElement { factory })
+}
+
+impl SourceRecorder {
+    /// Starts recording `url` (RTSP, H.264 video) into `out_path` (Matroska; created or
+    /// truncated). Returns once the pipeline is playing; the source connects in the background:
+    /// see [`wait_recording`](Self::wait_recording). Blocking.
+    pub fn start(url: &str, out_path: &Path) -> Result<Self, CaptureError> {
+        gst::init().map_err(CaptureError::Init)?;
+        let redacted = redact(url);
+        let span = tracing::info_span!("recording", url = %redacted, path = %out_path.display());
+        let pipeline_error = |reason: String| CaptureError::Pipeline {
+            url: redacted.clone(),
+            reason,
+        };
+
+        let src = gst::ElementFactory::make("rtspsrc")
+            .property("location", url)
+            .property("latency", RTSP_LATENCY_MS)
+            .property_from_str("protocols", "tcp")
+            .build()
+            .map_err(|_| CaptureError::MissingElement { factory: "rtspsrc" })?;
+        let depay = make("rtph264depay")?;
+        let parse = make("h264parse")?;
+        let mux = gst::ElementFactory::make("matroskamux")
+            .property("offset-to-zero", true)
+            // A cluster at least every second (normally one per keyframe): a crash loses at most
+            // the cluster being written.
+            .property("max-cluster-duration", MAX_CLUSTER.nseconds() as i64)
+            .build()
+            .map_err(|_| CaptureError::MissingElement {
+                factory: "matroskamux",
+            })?;
+        let sink = gst::ElementFactory::make("filesink")
+            .property("location", out_path.to_string_lossy().as_ref())
+            // Write each buffer through to the kernel at once: after `kill -9` nothing is left in
+            // a user-space buffer. (A power loss still loses what the page cache had not flushed.)
+            .property_from_str("buffer-mode", "unbuffered")
+            .build()
+            .map_err(|_| CaptureError::MissingElement {
+                factory: "filesink",
+            })?;
+
+        let pipeline = gst::Pipeline::with_name("source-recorder");
+        pipeline
+            .add_many([&src, &depay, &parse, &mux, &sink])
+            .map_err(|e| pipeline_error(e.to_string()))?;
+        gst::Element::link_many([&depay, &parse, &mux, &sink])
+            .map_err(|e| pipeline_error(e.to_string()))?;
+
+        // Only H.264 video streams are set up; a camera's audio stream is not ours to record here.
+        src.connect("select-stream", false, |args| {
+            let caps = args.get(2).and_then(|v| v.get::<gst::Caps>().ok());
+            let wanted = caps
+                .as_ref()
+                .and_then(|caps| caps.structure(0))
+                .is_some_and(|s| {
+                    s.get::<&str>("media").is_ok_and(|m| m == "video")
+                        && s.get::<&str>("encoding-name").is_ok_and(|e| e == "H264")
+                });
+            Some(wanted.to_value())
+        });
+        let depay_weak = depay.downgrade();
+        let pad_span = span.clone();
+        src.connect_pad_added(move |_src, pad| {
+            let Some(depay) = depay_weak.upgrade() else {
+                return;
+            };
+            let sink_pad = depay
+                .static_pad("sink")
+                .expect("rtph264depay always has a sink pad");
+            if sink_pad.is_linked() {
+                tracing::warn!(parent: &pad_span, pad = %pad.name(), "second H.264 stream ignored");
+                return;
+            }
+            if let Err(err) = pad.link(&sink_pad) {
+                tracing::error!(parent: &pad_span, pad = %pad.name(), ?err, "cannot link source pad");
+            }
+        });
+
+        let shared = Arc::new(Shared {
+            status: Mutex::new(Status::Connecting),
+            changed: Condvar::new(),
+            quit_bus: AtomicBool::new(false),
+            frames_written: AtomicBool::new(false),
+        });
+        let first_buffer = Arc::clone(&shared);
+        let probe_span = span.clone();
+        sink.static_pad("sink")
+            .expect("filesink always has a sink pad")
+            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                tracing::info!(parent: &probe_span, "first frame written");
+                first_buffer.frames_written.store(true, Ordering::Release);
+                first_buffer.advance(Status::Recording);
+                gst::PadProbeReturn::Remove
+            });
+
+        let bus = pipeline.bus().expect("a pipeline always has a bus");
+        let bus_thread = {
+            let shared = Arc::clone(&shared);
+            let span = span.clone();
+            let pipeline_weak = pipeline.downgrade();
+            std::thread::Builder::new()
+                .name("capture-bus".to_owned())
+                .spawn(move || read_bus(&bus, &shared, &pipeline_weak, &span))
+                .expect("spawning a thread only fails when the process is out of resources")
+        };
+
+        let recorder = Self {
+            pipeline,
+            path: out_path.to_owned(),
+            url: redacted,
+            shared,
+            bus_thread: Some(bus_thread),
+            span,
+        };
+        // On failure `recorder` drops here: Null, then the bus thread ends.
+        recorder
+            .pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| CaptureError::Pipeline {
+                url: recorder.url.clone(),
+                reason: e.to_string(),
+            })?;
+        tracing::info!(parent: &recorder.span, "recording started");
+        Ok(recorder)
+    }
+
+    /// True from start until the recording ends (EOS or an error).
+    pub fn is_running(&self) -> bool {
+        matches!(self.shared.status(), Status::Connecting | Status::Recording)
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Blocks until the first frame is on disk, the source fails, or `timeout` passes.
+    pub fn wait_recording(&self, timeout: Duration) -> Result<(), CaptureError> {
+        let status = self
+            .shared
+            .wait_until(Instant::now() + timeout, |s| *s != Status::Connecting);
+        match status {
+            Status::Recording | Status::Finished => Ok(()),
+            Status::Failed(reason) => Err(CaptureError::Source {
+                url: self.url.clone(),
+                reason,
+            }),
+            Status::Connecting => Err(CaptureError::Timeout {
+                url: self.url.clone(),
+                waited: timeout,
+            }),
+        }
+    }
+
+    /// Ends the recording: EOS, wait for it to reach the file (at most [`EOS_DEADLINE`]), `Null`;
+    /// then probes the file. Blocking.
+    ///
+    /// A file that holds frames is returned even if the source failed on the way; its
+    /// [`RecordedFile::ending`] says how it ended. Errors: [`CaptureError::Source`] if the source
+    /// failed before any frame, [`CaptureError::NoData`] if no frame came at all,
+    /// [`CaptureError::Probe`] if the file cannot be read back.
+    pub fn stop(self) -> Result<RecordedFile, CaptureError> {
+        let _entered = self.span.clone().entered();
+        let before = self.shared.status();
+        let ending = match before {
+            Status::Recording => {
+                tracing::info!("stopping: EOS");
+                self.pipeline.send_event(gst::event::Eos::new());
+                let after = self.shared.wait_until(Instant::now() + EOS_DEADLINE, |s| {
+                    matches!(s, Status::Finished | Status::Failed(_))
+                });
+                match after {
+                    Status::Finished => Ending::Stopped,
+                    Status::Failed(reason) => Ending::SourceFailed { reason },
+                    Status::Connecting | Status::Recording => {
+                        tracing::warn!(deadline = ?EOS_DEADLINE, "EOS did not reach the file");
+                        Ending::EosTimedOut
+                    }
+                }
+            }
+            Status::Finished => Ending::SourceEnded,
+            Status::Failed(reason) => Ending::SourceFailed { reason },
+            Status::Connecting => {
+                self.set_null();
+                return Err(CaptureError::NoData {
+                    url: self.url.clone(),
+                });
+            }
+        };
+        self.set_null();
+        if !self.shared.frames_written.load(Ordering::Acquire) {
+            // Only a failure before the first frame gets here.
+            return Err(match ending {
+                Ending::SourceFailed { reason } => CaptureError::Source {
+                    url: self.url.clone(),
+                    reason,
+                },
+                _ => CaptureError::NoData {
+                    url: self.url.clone(),
+                },
+            });
+        }
+        let info = probe(&self.path)?;
+        tracing::info!(duration = ?info.duration, ?ending, "recording stopped");
+        Ok(RecordedFile {
+            path: self.path.clone(),
+            duration: info.duration,
+            ending,
+        })
+    }
+
+    fn set_null(&self) {
+        if let Err(err) = self.pipeline.set_state(gst::State::Null) {
+            tracing::error!(parent: &self.span, ?err, "pipeline refused Null");
+        }
+    }
+}
+
+impl Drop for SourceRecorder {
+    fn drop(&mut self) {
+        self.set_null();
+        self.shared.quit_bus.store(true, Ordering::Release);
+        if let Some(thread) = self.bus_thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!(parent: &self.span, "bus thread panicked");
+        }
+    }
+}
+
+/// The bus thread: turns messages into [`Status`] changes and logs, until `shared.quit_bus`.
+fn read_bus(
+    bus: &gst::Bus,
+    shared: &Shared,
+    pipeline: &gst::glib::WeakRef<gst::Pipeline>,
+    span: &tracing::Span,
+) {
+    let _entered = span.enter();
+    let poll = gst::ClockTime::try_from(BUS_POLL).expect("100 ms fits a ClockTime");
+    while !shared.quit_bus.load(Ordering::Acquire) {
+        let Some(msg) = bus.timed_pop(poll) else {
+            continue;
+        };
+        use gst::MessageView;
+        match msg.view() {
+            MessageView::Eos(_) => {
+                tracing::debug!("EOS reached the file");
+                shared.advance(Status::Finished);
+            }
+            MessageView::Error(err) => {
+                let from = msg
+                    .src()
+                    .map(|s| s.path_string().to_string())
+                    .unwrap_or_default();
+                let reason = format!("{from}: {}", err.error());
+                tracing::error!(%reason, debug = ?err.debug(), "pipeline error");
+                if let Some(pipeline) = pipeline.upgrade() {
+                    // Written only when GST_DEBUG_DUMP_DOT_DIR is set.
+                    pipeline
+                        .debug_to_dot_file_with_ts(gst::DebugGraphDetails::all(), "capture-error");
+                }
+                shared.advance(Status::Failed(reason));
+            }
+            MessageView::Warning(warning) => {
+                tracing::warn!(error = %warning.error(), debug = ?warning.debug(), "pipeline warning");
+            }
+            MessageView::StateChanged(change) => {
+                let ours = pipeline
+                    .upgrade()
+                    .is_some_and(|p| msg.src() == Some(p.upcast_ref::<gst::Object>()));
+                if ours {
+                    tracing::debug!(from = ?change.old(), to = ?change.current(), "state");
+                }
+            }
+            _ => {}
+        }
+    }
+}
