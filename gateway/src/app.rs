@@ -36,6 +36,8 @@ pub struct AppState {
     pub login_limits: Mutex<(RateLimiter, RateLimiter)>,
     /// Serializes timetable writes in this process (check-then-write of conflicts).
     pub timetable_lock: tokio::sync::Mutex<()>,
+    /// District timetables loaded for reads, invalidated by every change made through the API.
+    pub timetable_cache: crate::api::timetable::TimetableCache,
     /// Set once every service of the process is up; `/healthz` answers 503 before.
     pub ready: AtomicBool,
 }
@@ -52,6 +54,7 @@ impl AppState {
                 RateLimiter::new(LOGIN_FAILURES_PER_ADDRESS, LOGIN_WINDOW),
             )),
             timetable_lock: tokio::sync::Mutex::new(()),
+            timetable_cache: Default::default(),
             ready: AtomicBool::new(false),
         }
     }
@@ -66,9 +69,33 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/assets/{file}", get(asset))
         .merge(crate::api::openapi::routes())
         .fallback(|| async { ApiError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            invalidate_on_write,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// After a successful change through the API, cached timetables are stale (a change to a
+/// school, classroom, bell, term, account or series can change what they show).
+async fn invalidate_on_write(
+    State(s): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    // Logging in or out and taking a join token change no timetable data: a join storm must not
+    // empty the cache it relies on.
+    let changing = !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    ) && !matches!(req.uri().path(), "/api/login" | "/api/logout" | "/api/join");
+    let res = next.run(req).await;
+    if changing && res.status().is_success() {
+        s.timetable_cache.invalidate();
+    }
+    res
 }
 
 async fn security_headers(mut res: Response) -> Response {

@@ -1209,57 +1209,198 @@ async fn every_endpoint_works_for_its_intended_caller(w: World) {
     let da1 = w.login("da1").await;
     let sa2 = w.login("sa2").await;
     let me = w.get(&da1, "/api/me").await;
-    assert_eq!((me.status, me.json()["role"].as_str()), (StatusCode::OK, Some("district_admin")));
+    assert_eq!(
+        (me.status, me.json()["role"].as_str()),
+        (StatusCode::OK, Some("district_admin"))
+    );
     assert_eq!(me.json()["csrf_token"].as_str(), Some(da1.csrf.as_str()));
     // Schools and classrooms.
-    let s = w.post(&da1, "/api/schools", json!({"name": "新村小学", "kind": "teaching_point"})).await;
+    let s = w
+        .post(
+            &da1,
+            "/api/schools",
+            json!({"name": "新村小学", "kind": "teaching_point"}),
+        )
+        .await;
     assert_eq!(s.status, StatusCode::CREATED);
     let sid = s.json()["id"].as_str().unwrap().to_owned();
-    assert_eq!(w.call(Method::PATCH, &format!("/api/schools/{sid}"), Some(&da1), Some(json!({"kind": "rural"})), &[]).await.json()["kind"], "rural");
+    assert_eq!(
+        w.call(
+            Method::PATCH,
+            &format!("/api/schools/{sid}"),
+            Some(&da1),
+            Some(json!({"kind": "rural"})),
+            &[]
+        )
+        .await
+        .json()["kind"],
+        "rural"
+    );
     let room = w
         .post(&sa2, "/api/schools/s2/classrooms", json!({"name": "五年级", "kind": "receiving", "devices": [{"id": "cam1", "kind": "camera", "position": "pupils_wide", "source": "rtsp://192.0.2.9/1"}]}))
         .await;
-    assert_eq!(room.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&room.body));
+    assert_eq!(
+        room.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&room.body)
+    );
     let rid = room.json()["id"].as_str().unwrap().to_owned();
-    let bad_device = w.post(&sa2, "/api/schools/s2/classrooms", json!({"name": "x", "kind": "receiving", "devices": [{"id": "d", "kind": "toaster"}]})).await;
+    let bad_device = w
+        .post(
+            &sa2,
+            "/api/schools/s2/classrooms",
+            json!({"name": "x", "kind": "receiving", "devices": [{"id": "d", "kind": "toaster"}]}),
+        )
+        .await;
     assert_eq!(bad_device.json()["field"], "devices");
     let listed = w.get(&sa2, "/api/schools/s2/classrooms").await.json();
-    assert!(listed.as_array().unwrap().iter().any(|c| c["id"] == rid.as_str() && c["devices"][0]["id"] == "cam1"));
-    let patched = w.call(Method::PATCH, &format!("/api/classrooms/{rid}"), Some(&sa2), Some(json!({"name": "五年级(2)班", "devices": []})), &[]).await;
-    assert_eq!((patched.json()["name"].as_str(), patched.json()["devices"].as_array().map(Vec::len)), (Some("五年级(2)班"), Some(0)));
-    assert_eq!(w.call(Method::DELETE, &format!("/api/classrooms/{rid}"), Some(&sa2), None, &[]).await.status, StatusCode::NO_CONTENT);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == rid.as_str() && c["devices"][0]["id"] == "cam1")
+    );
+    let patched = w
+        .call(
+            Method::PATCH,
+            &format!("/api/classrooms/{rid}"),
+            Some(&sa2),
+            Some(json!({"name": "五年级(2)班", "devices": []})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (
+            patched.json()["name"].as_str(),
+            patched.json()["devices"].as_array().map(Vec::len)
+        ),
+        (Some("五年级(2)班"), Some(0))
+    );
+    assert_eq!(
+        w.call(
+            Method::DELETE,
+            &format!("/api/classrooms/{rid}"),
+            Some(&sa2),
+            None,
+            &[]
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
     assert!(w.store.get_classroom(&rid).await.is_err());
     // Bells.
     let bells = w.get(&sa2, "/api/schools/s2/bells").await.json();
     assert_eq!(bells["periods"].as_array().unwrap().len(), 6);
-    assert!(bells["periods"][0]["start"].as_str().unwrap().len() == 5, "HH:MM");
+    assert!(
+        bells["periods"][0]["start"].as_str().unwrap().len() == 5,
+        "HH:MM"
+    );
     // Accounts and tokens.
     let u = w.post(&sa2, "/api/users", json!({"username": "Room-New", "display_name": "新教室", "password": "long enough pw", "role": "classroom", "classroom_id": "c2"})).await;
-    assert_eq!(u.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&u.body));
+    assert_eq!(
+        u.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&u.body)
+    );
     assert_eq!(u.json()["username"], "room-new", "usernames are normalised");
     let uid = u.json()["id"].as_str().unwrap().to_owned();
-    assert!(w.get(&sa2, "/api/users").await.json().as_array().unwrap().iter().any(|x| x["id"] == uid.as_str()));
+    assert!(
+        w.get(&sa2, "/api/users")
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == uid.as_str())
+    );
     let dup = w.post(&sa2, "/api/users", json!({"username": "room-new", "display_name": "x", "password": "long enough pw", "role": "classroom", "classroom_id": "c2"})).await;
     assert_eq!(dup.status, StatusCode::CONFLICT);
-    let dis = w.call(Method::PATCH, &format!("/api/users/{uid}"), Some(&sa2), Some(json!({"disabled": true})), &[]).await;
+    let dis = w
+        .call(
+            Method::PATCH,
+            &format!("/api/users/{uid}"),
+            Some(&sa2),
+            Some(json!({"disabled": true})),
+            &[],
+        )
+        .await;
     assert_eq!(dis.json()["disabled"], true);
-    let r = w.call(Method::POST, "/api/login", None, Some(json!({"username": "room-new", "password": "long enough pw"})), &[]).await;
-    assert_eq!(r.status, StatusCode::LOCKED, "a disabled account cannot log in");
-    let tok = w.post(&sa2, "/api/tokens", json!({"name": "录播主机 1"})).await;
+    let r = w
+        .call(
+            Method::POST,
+            "/api/login",
+            None,
+            Some(json!({"username": "room-new", "password": "long enough pw"})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::LOCKED,
+        "a disabled account cannot log in"
+    );
+    let tok = w
+        .post(&sa2, "/api/tokens", json!({"name": "录播主机 1"}))
+        .await;
     assert_eq!(tok.status, StatusCode::CREATED);
     assert!(tok.json()["token"].as_str().unwrap().starts_with("duet_"));
     // District data.
-    assert_eq!(w.post(&da1, "/api/subjects", json!({"name": "英语"})).await.status, StatusCode::CREATED);
-    assert_eq!(w.get(&sa2, "/api/subjects").await.json().as_array().unwrap().len(), 3);
+    assert_eq!(
+        w.post(&da1, "/api/subjects", json!({"name": "英语"}))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        w.get(&sa2, "/api/subjects")
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     let p = w
         .post(&da1, "/api/pairings", json!({"lead_school_id": "s1", "receiving_school_ids": ["s2", sid], "scope": "county", "round_start": "2026-09-01", "round_end": "2029-08-31", "subject_ids": ["math"]}))
         .await;
-    assert_eq!(p.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&p.body));
-    assert_eq!(w.get(&sa2, "/api/pairings").await.json().as_array().unwrap().len(), 1, "the partner school sees its pairing");
+    assert_eq!(
+        p.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&p.body)
+    );
+    assert_eq!(
+        w.get(&sa2, "/api/pairings")
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "the partner school sees its pairing"
+    );
     let self_pair = w.post(&da1, "/api/pairings", json!({"lead_school_id": "s1", "receiving_school_ids": ["s1"], "scope": "county", "round_start": "2026-09-01", "round_end": "2029-08-31"})).await;
     assert_eq!(self_pair.json()["field"], "receiving_school_ids");
-    assert_eq!(w.get(&da1, "/api/terms").await.json().as_array().unwrap().len(), 1);
-    let bad_term = w.post(&da1, "/api/terms", json!({"name": "x", "start_date": "2026-09-01", "end_date": "2026-08-01"})).await;
+    assert_eq!(
+        w.get(&da1, "/api/terms")
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let bad_term = w
+        .post(
+            &da1,
+            "/api/terms",
+            json!({"name": "x", "start_date": "2026-09-01", "end_date": "2026-08-01"}),
+        )
+        .await;
     assert_eq!(bad_term.status, StatusCode::UNPROCESSABLE_ENTITY);
     // Series list and attendance.
     let series = w.get(&da1, "/api/series?term_id=term1").await.json();
@@ -1276,8 +1417,18 @@ async fn every_endpoint_works_for_its_intended_caller(w: World) {
         })
         .await
         .unwrap();
-    let att = w.get(&w.login("t1").await, &format!("/api/attendance?series_id=k1&date={}", w.today)).await;
+    let att = w
+        .get(
+            &w.login("t1").await,
+            &format!("/api/attendance?series_id=k1&date={}", w.today),
+        )
+        .await;
     assert_eq!(att.json().as_array().unwrap().len(), 1);
-    assert_eq!(w.get(&w.login("t9").await, "/api/attendance?series_id=k1").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        w.get(&w.login("t9").await, "/api/attendance?series_id=k1")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 }
 on_both!(every_endpoint_works_for_its_intended_caller);

@@ -98,11 +98,15 @@ fn serve(
         .expect("a bound listener has an address");
     let (tx, mut rx) = watch::channel(false);
     let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            })
-            .await
+        // Connection info gives handlers the peer address (audit log, per-address login limit).
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        })
+        .await
     });
     (addr, tx, task)
 }
@@ -242,24 +246,44 @@ pub async fn start_sfu(config: &DuetConfig) -> Result<Running, StartError> {
 
 /// `duet create-district`: a district and its first administrator, for a fresh deployment.
 /// Returns the district id and the administrator's generated password.
-pub async fn create_district(config: &DuetConfig, name: &str, admin: &str) -> Result<(String, String), StartError> {
+pub async fn create_district(
+    config: &DuetConfig,
+    name: &str,
+    admin: &str,
+) -> Result<(String, String), StartError> {
     use duet_gateway::store::{DistrictRow, Role, UserRow, new_id};
     config.validate()?;
     let name = name.trim();
     let admin = admin.trim().to_lowercase();
-    if name.is_empty() || admin.is_empty() || !admin.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')) {
+    if name.is_empty()
+        || admin.is_empty()
+        || !admin
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
         return Err(StartError::Config(crate::config::ConfigError::Invalid(
             "--name must not be empty; --admin takes letters, digits, '.', '-', '_'".into(),
         )));
     }
     let store = config.gateway.store.open(&config.data_dir).await?;
     let district = new_id("dst");
-    let password: String = duet_gateway::auth::secret("pw").chars().skip(3).take(14).collect();
+    let password: String = duet_gateway::auth::secret("pw")
+        .chars()
+        .skip(3)
+        .take(14)
+        .collect();
     if store.find_user_by_username(&admin).await?.is_some() {
         store.close().await;
-        return Err(StartError::Store(duet_gateway::store::StoreError::Conflict { what: "username" }));
+        return Err(StartError::Store(
+            duet_gateway::store::StoreError::Conflict { what: "username" },
+        ));
     }
-    store.create_district(&DistrictRow { id: district.clone(), name: name.into() }).await?;
+    store
+        .create_district(&DistrictRow {
+            id: district.clone(),
+            name: name.into(),
+        })
+        .await?;
     let created = store
         .create_user(&UserRow {
             id: new_id("usr"),
@@ -293,17 +317,30 @@ mod tests {
     #[tokio::test]
     async fn create_district_makes_a_district_with_a_working_admin_and_no_partial_writes() {
         let dir = std::env::temp_dir().join(duet_gateway::store::new_id("duet-create-district"));
-        let config = DuetConfig { data_dir: dir.clone(), ..DuetConfig::default() };
+        let config = DuetConfig {
+            data_dir: dir.clone(),
+            ..DuetConfig::default()
+        };
         let (district, password) = create_district(&config, "城关区", "Chen").await.unwrap();
         assert!(password.len() >= 12);
         let again = create_district(&config, "另一个区", "chen").await;
-        assert!(matches!(again, Err(StartError::Store(_))), "a taken admin name is refused");
+        assert!(
+            matches!(again, Err(StartError::Store(_))),
+            "a taken admin name is refused"
+        );
         let store = config.gateway.store.open(&config.data_dir).await.unwrap();
         let districts = store.list_districts().await.unwrap();
-        assert_eq!(districts.len(), 1, "the refused call left no district behind");
+        assert_eq!(
+            districts.len(),
+            1,
+            "the refused call left no district behind"
+        );
         assert_eq!(districts[0].id, district);
         let admin = store.find_user_by_username("chen").await.unwrap().unwrap();
-        assert!(duet_gateway::auth::password::verify(&password, &admin.password_hash));
+        assert!(duet_gateway::auth::password::verify(
+            &password,
+            &admin.password_hash
+        ));
         store.close().await;
         let _ = std::fs::remove_dir_all(dir);
     }

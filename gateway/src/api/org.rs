@@ -647,7 +647,7 @@ pub async fn create_user(
         id: new_id("usr"),
         username,
         display_name,
-        password_hash: password::hash(&b.password),
+        password_hash: password::hash_blocking(b.password.clone()).await,
         role,
         district_id: Some(district.clone()),
         school_id,
@@ -732,7 +732,9 @@ pub async fn update_user(
     s.store.update_user(&user).await?;
     if let Some(p) = &b.password {
         password::check_new(p).map_err(|m| ApiError::invalid("password", m))?;
-        s.store.set_password_hash(&id, &password::hash(p)).await?;
+        s.store
+            .set_password_hash(&id, &password::hash_blocking(p.clone()).await)
+            .await?;
         s.store.delete_sessions_of_user(&id).await?;
         audit(
             &s,

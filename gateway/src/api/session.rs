@@ -107,10 +107,10 @@ pub async fn login(
     };
     let Some(user) = user else {
         // Spend the same effort as a real check, so timing does not reveal which names exist.
-        let _ = password::verify(
-            &req.password,
-            DUMMY_HASH.get_or_init(|| password::hash("not a password")),
-        );
+        let dummy = DUMMY_HASH
+            .get_or_init(|| password::hash("not a password"))
+            .clone();
+        let _ = password::verify_blocking(req.password.clone(), dummy).await;
         fail(&state);
         audit(
             &state,
@@ -136,7 +136,7 @@ pub async fn login(
         .await;
         return Err(ApiError::Locked);
     }
-    if !password::verify(&req.password, &user.password_hash) {
+    if !password::verify_blocking(req.password.clone(), user.password_hash.clone()).await {
         fail(&state);
         let failures = state.store.record_failed_login(&user.id).await?;
         if failures >= LOCK_AFTER {

@@ -43,7 +43,58 @@ pub struct DistrictTimetable {
     pub subjects: HashMap<String, String>,
 }
 
+/// Loaded district timetables, reused until any change is made through the API.
+///
+/// A bell rings for a whole county at once: hundreds of classrooms ask "what is on now" and
+/// for a join token in the same second, and each answer needs the district's timetable. Loading
+/// it once per change instead of once per request is what keeps the join storm fast. Every
+/// successful changing request (`POST`/`PUT`/`PATCH`/`DELETE` under `/api`) bumps the
+/// generation (see `app::invalidate_on_write`); a cached timetable of an older generation is
+/// reloaded. Loads are single-flight, so a storm on a cold cache loads once.
+#[derive(Default)]
+pub struct TimetableCache {
+    generation: std::sync::atomic::AtomicU64,
+    entries: std::sync::Mutex<HashMap<String, (u64, Arc<DistrictTimetable>)>>,
+    loading: tokio::sync::Mutex<()>,
+}
+
+impl TimetableCache {
+    /// Marks every cached timetable stale.
+    pub fn invalidate(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    fn fresh(&self, district: &str, generation: u64) -> Option<Arc<DistrictTimetable>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(district)
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, t)| t.clone())
+    }
+}
+
 impl DistrictTimetable {
+    /// The district's timetable, from the cache when nothing changed since it was loaded.
+    pub async fn cached(s: &AppState, district: &str) -> Result<Arc<Self>, ApiError> {
+        let cache = &s.timetable_cache;
+        let generation = cache.generation.load(std::sync::atomic::Ordering::Acquire);
+        if let Some(t) = cache.fresh(district, generation) {
+            return Ok(t);
+        }
+        let _single_flight = cache.loading.lock().await;
+        if let Some(t) = cache.fresh(district, generation) {
+            return Ok(t);
+        }
+        let t = Arc::new(Self::load(s, district).await?);
+        cache
+            .entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(district.to_owned(), (generation, t.clone()));
+        Ok(t)
+    }
+
     /// Loads a district's terms, bells, series and exceptions, and the names they refer to.
     pub async fn load(s: &AppState, district: &str) -> Result<Self, ApiError> {
         let store = &s.store;
@@ -394,7 +445,7 @@ pub async fn timetable(
             "to must be within 62 days after from",
         ));
     }
-    let t = DistrictTimetable::load(&s, &district_of(&a)?).await?;
+    let t = DistrictTimetable::cached(&s, &district_of(&a)?).await?;
     let all = t.expand(q.from, q.to)?;
     let conflicts = conflict_views(&t, &all);
     let visible: Vec<&Occurrence> = all
@@ -634,7 +685,7 @@ pub async fn list_series(
             district: &district,
         },
     )?;
-    let t = DistrictTimetable::load(&s, &district).await?;
+    let t = DistrictTimetable::cached(&s, &district).await?;
     let rows = s.store.list_series_of_term(&q.term_id).await?;
     Ok(Json(
         rows.into_iter()
@@ -797,7 +848,7 @@ pub async fn now(
     a: Authed,
     Query(q): Query<NowQuery>,
 ) -> Result<Json<NowView>, ApiError> {
-    let t = DistrictTimetable::load(&s, &district_of(&a)?).await?;
+    let t = DistrictTimetable::cached(&s, &district_of(&a)?).await?;
     let who = who_for(&a.principal, &q)?;
     let now = Utc::now();
     let today = today_local(now);
@@ -845,7 +896,7 @@ pub async fn calendar(
     if authorize(&a.principal, Action::Read, &r).is_err() {
         return Err(ApiError::NotFound);
     }
-    let t = DistrictTimetable::load(&s, &school.district_id).await?;
+    let t = DistrictTimetable::cached(&s, &school.district_id).await?;
     let (from, to) = t.terms.iter().fold(
         (None::<NaiveDate>, None::<NaiveDate>),
         |(lo, hi), (term, _)| {
@@ -963,7 +1014,7 @@ pub async fn join(
     Json(b): Json<JoinRequest>,
 ) -> Result<Json<JoinTicket>, ApiError> {
     let district = district_of(&a)?;
-    let t = DistrictTimetable::load(&s, &district).await?;
+    let t = DistrictTimetable::cached(&s, &district).await?;
     let now = Utc::now();
     let today = today_local(now);
     let occ = t.expand(
@@ -1090,7 +1141,7 @@ pub async fn attendance(
     Query(q): Query<AttendanceQuery>,
 ) -> Result<Json<Vec<crate::store::AttendanceRow>>, ApiError> {
     let district = district_of(&a)?;
-    let t = DistrictTimetable::load(&s, &district).await?;
+    let t = DistrictTimetable::cached(&s, &district).await?;
     let row = t.rows.get(&q.series_id).ok_or(ApiError::NotFound)?;
     let mut classrooms = vec![row.lead_classroom_id.clone()];
     classrooms.extend(row.receiver_ids.iter().cloned());

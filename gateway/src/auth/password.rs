@@ -41,6 +41,22 @@ pub fn check_new(password: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// [`verify`] on a blocking thread: argon2 takes tens of milliseconds of CPU, which must not
+/// stall the server's async threads during a login storm.
+pub async fn verify_blocking(password: String, phc: String) -> bool {
+    tokio::task::spawn_blocking(move || verify(&password, &phc))
+        .await
+        .unwrap_or(false)
+}
+
+/// [`hash`] on a blocking thread, for the same reason.
+pub async fn hash_blocking(password: String) -> String {
+    match tokio::task::spawn_blocking(move || hash(&password)).await {
+        Ok(h) => h,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
