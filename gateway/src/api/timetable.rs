@@ -19,7 +19,7 @@ use crate::store::{ExceptionKind, ExceptionRow, IdempotencyRow, SeriesRow, new_i
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use duet_sfu_proto::{JoinClaims, ParticipantId, Role as LiveRole, RoomId};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -198,10 +198,14 @@ impl DistrictTimetable {
         Ok(out)
     }
 
-    /// The class resource of an occurrence, for authorization.
-    pub fn resource_parts(&self, o: &Occurrence) -> (Vec<String>, Vec<String>) {
-        let mut classrooms = vec![o.lead_classroom.0.clone()];
-        classrooms.extend(o.receivers.iter().map(|c| c.0.clone()));
+    /// Schools and classrooms taking part in a class, lead first, each once.
+    fn parts<'a>(
+        &self,
+        lead: &'a str,
+        receivers: impl Iterator<Item = &'a str>,
+    ) -> (Vec<String>, Vec<String>) {
+        let mut classrooms = vec![lead.to_owned()];
+        classrooms.extend(receivers.map(str::to_owned));
         let mut schools: Vec<String> = Vec::new();
         for c in &classrooms {
             if let Some(s) = self.classroom_school.get(c)
@@ -211,6 +215,34 @@ impl DistrictTimetable {
             }
         }
         (schools, classrooms)
+    }
+
+    /// The class resource of an occurrence, for authorization.
+    pub fn resource_parts(&self, o: &Occurrence) -> (Vec<String>, Vec<String>) {
+        self.parts(
+            &o.lead_classroom.0,
+            o.receivers.iter().map(|c| c.0.as_str()),
+        )
+    }
+
+    /// Whether `p` may do `action` on the class of a stored series.
+    pub fn may_series(&self, p: &Principal, action: Action, row: &SeriesRow) -> bool {
+        let (schools, classrooms) = self.parts(
+            &row.lead_classroom_id,
+            row.receiver_ids.iter().map(String::as_str),
+        );
+        authorize(
+            p,
+            action,
+            &Resource::Class {
+                district: &self.district,
+                schools: &schools,
+                classrooms: &classrooms,
+                lead_classroom: &row.lead_classroom_id,
+                teacher: &row.teacher_id,
+            },
+        )
+        .is_ok()
     }
 
     /// Whether `p` may do `action` on the class of this occurrence.
@@ -578,32 +610,9 @@ pub async fn create_series(
         receiver_ids: b.receiving_classroom_ids.clone(),
     };
     let mut t = DistrictTimetable::load(&s, &district).await?;
-    let lead_school = t
-        .classroom_school
-        .get(&row.lead_classroom_id)
-        .cloned()
-        .unwrap_or_default();
-    let mut schools = vec![lead_school];
-    for c in &row.receiver_ids {
-        if let Some(sc) = t.classroom_school.get(c)
-            && !schools.contains(sc)
-        {
-            schools.push(sc.clone());
-        }
+    if !t.may_series(&a.principal, Action::Create, &row) {
+        return Err(ApiError::Forbidden);
     }
-    let mut classrooms = vec![row.lead_classroom_id.clone()];
-    classrooms.extend(row.receiver_ids.iter().cloned());
-    authorize(
-        &a.principal,
-        Action::Create,
-        &Resource::Class {
-            district: &district,
-            schools: &schools,
-            classrooms: &classrooms,
-            lead_classroom: &row.lead_classroom_id,
-            teacher: &row.teacher_id,
-        },
-    )?;
     // Check the term with the new series in it.
     let candidate = to_series(&row, &t.classroom_school, &t.subjects, Vec::new())?;
     t.names.series.insert(
@@ -689,26 +698,7 @@ pub async fn list_series(
     let rows = s.store.list_series_of_term(&q.term_id).await?;
     Ok(Json(
         rows.into_iter()
-            .filter(|r| {
-                let mut classrooms = vec![r.lead_classroom_id.clone()];
-                classrooms.extend(r.receiver_ids.iter().cloned());
-                let schools: Vec<String> = classrooms
-                    .iter()
-                    .filter_map(|c| t.classroom_school.get(c).cloned())
-                    .collect();
-                authorize(
-                    &a.principal,
-                    Action::Read,
-                    &Resource::Class {
-                        district: &district,
-                        schools: &schools,
-                        classrooms: &classrooms,
-                        lead_classroom: &r.lead_classroom_id,
-                        teacher: &r.teacher_id,
-                    },
-                )
-                .is_ok()
-            })
+            .filter(|r| t.may_series(&a.principal, Action::Read, r))
             .collect(),
     ))
 }
@@ -739,23 +729,12 @@ pub async fn add_exception(
     let _guard = s.timetable_lock.lock().await;
     let mut t = DistrictTimetable::load(&s, &district).await?;
     let row = t.rows.get(&id).cloned().ok_or(ApiError::NotFound)?;
-    let mut classrooms = vec![row.lead_classroom_id.clone()];
-    classrooms.extend(row.receiver_ids.iter().cloned());
-    let schools: Vec<String> = classrooms
-        .iter()
-        .filter_map(|c| t.classroom_school.get(c).cloned())
-        .collect();
-    let res = Resource::Class {
-        district: &district,
-        schools: &schools,
-        classrooms: &classrooms,
-        lead_classroom: &row.lead_classroom_id,
-        teacher: &row.teacher_id,
-    };
-    if authorize(&a.principal, Action::Read, &res).is_err() {
+    if !t.may_series(&a.principal, Action::Read, &row) {
         return Err(ApiError::NotFound);
     }
-    authorize(&a.principal, Action::Update, &res)?;
+    if !t.may_series(&a.principal, Action::Update, &row) {
+        return Err(ApiError::Forbidden);
+    }
     let ex_row = ExceptionRow {
         series_id: id.clone(),
         date: b.date,
@@ -1143,20 +1122,7 @@ pub async fn attendance(
     let district = district_of(&a)?;
     let t = DistrictTimetable::cached(&s, &district).await?;
     let row = t.rows.get(&q.series_id).ok_or(ApiError::NotFound)?;
-    let mut classrooms = vec![row.lead_classroom_id.clone()];
-    classrooms.extend(row.receiver_ids.iter().cloned());
-    let schools: Vec<String> = classrooms
-        .iter()
-        .filter_map(|c| t.classroom_school.get(c).cloned())
-        .collect();
-    let res = Resource::Class {
-        district: &district,
-        schools: &schools,
-        classrooms: &classrooms,
-        lead_classroom: &row.lead_classroom_id,
-        teacher: &row.teacher_id,
-    };
-    if authorize(&a.principal, Action::Read, &res).is_err()
+    if !t.may_series(&a.principal, Action::Read, row)
         && authorize(
             &a.principal,
             Action::Read,
@@ -1179,6 +1145,5 @@ pub fn parse_room(room: &str) -> Option<(String, NaiveDate)> {
     let (series, date) = room.split_at(room.len() - 11);
     let date = date.strip_prefix('-')?;
     let d = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
-    let _ = d.weekday();
     Some((series.to_owned(), d))
 }
