@@ -139,8 +139,6 @@ impl Session {
         mpsc::UnboundedReceiver<SessionCmd>,
         mpsc::UnboundedReceiver<PcEvent>,
     ) {
-        let room = sfu.room(&claims.room);
-        let span = tracing::info_span!(parent: &room.span, "participant", id = %claims.sub, role = %claims.role);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (pc_tx, pc_rx) = mpsc::unbounded_channel();
         let epoch = sfu.epoch();
@@ -149,13 +147,8 @@ impl Session {
             name: claims.name.clone(),
             role: claims.role,
         };
-        let (sink_queue, sink_rx) = mpsc::channel(sfu.config.subscriber_queue_packets);
-        let sink_writer = tokio::spawn(write_sinks(sink_rx).instrument(span.clone()));
-        let replaced;
-        let joined;
-        {
-            let mut inner = room.lock();
-            replaced = inner.members.remove(&claims.sub);
+        let (room, (replaced, joined)) = sfu.enter_room(&claims.room, |_, inner| {
+            let replaced = inner.members.remove(&claims.sub);
             inner.members.insert(
                 claims.sub.clone(),
                 Member {
@@ -172,26 +165,31 @@ impl Session {
                 .map(|s| s.info.clone())
                 .collect();
             tracks.sort_by(|a, b| a.track_id.cmp(&b.track_id));
-            joined = ServerMessage::Joined {
+            let publish_sources = if claims.grants.publish {
+                claims
+                    .role
+                    .publishable_sources()
+                    .iter()
+                    .copied()
+                    .filter(|s| claims.grants.sources.contains(s))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let joined = ServerMessage::Joined {
                 room: claims.room.clone(),
                 you: info.clone(),
-                publish_sources: if claims.grants.publish {
-                    claims
-                        .role
-                        .publishable_sources()
-                        .iter()
-                        .copied()
-                        .filter(|s| claims.grants.sources.contains(s))
-                        .collect()
-                } else {
-                    Vec::new()
-                },
-                participants: LiveRoom::visible_participants(&inner, &claims.sub),
+                publish_sources,
+                participants: LiveRoom::visible_participants(inner, &claims.sub),
                 tracks,
                 hands: inner.hands.clone(),
                 spotlight: inner.spotlight.clone(),
             };
-        }
+            (replaced, joined)
+        });
+        let span = tracing::info_span!(parent: &room.span, "participant", id = %claims.sub, role = %claims.role);
+        let (sink_queue, sink_rx) = mpsc::channel(sfu.config.subscriber_queue_packets);
+        let sink_writer = tokio::spawn(write_sinks(sink_rx).instrument(span.clone()));
         if let Some(old) = replaced {
             let _ = old.cmd.send(SessionCmd::Close(
                 duet_sfu_proto::signal::close::REPLACED,

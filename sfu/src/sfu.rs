@@ -129,6 +129,31 @@ impl Sfu {
     /// The room `id`, created (with its ticker) if needed.
     pub fn room(self: &Arc<Self>, id: &RoomId) -> Arc<LiveRoom> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        self.room_locked(&mut rooms, id)
+    }
+
+    /// Enters room `id` (created if needed): `enter` runs on the room's state while the room
+    /// registry is locked, so [`Sfu::close_if_empty`] cannot close the room between finding it
+    /// and adding the member (which would split a class into two rooms of the same id).
+    pub fn enter_room<R>(
+        self: &Arc<Self>,
+        id: &RoomId,
+        enter: impl FnOnce(&LiveRoom, &mut crate::shell::room::RoomInner) -> R,
+    ) -> (Arc<LiveRoom>, R) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let room = self.room_locked(&mut rooms, id);
+        let r = {
+            let mut inner = room.lock();
+            enter(&room, &mut inner)
+        };
+        (room, r)
+    }
+
+    fn room_locked(
+        self: &Arc<Self>,
+        rooms: &mut HashMap<RoomId, Arc<LiveRoom>>,
+        id: &RoomId,
+    ) -> Arc<LiveRoom> {
         if let Some(r) = rooms.get(id) {
             return r.clone();
         }
