@@ -15,18 +15,16 @@
 //!   and joins the thread: nothing outlives the handle.
 //!
 //! Driving it (needs the `sim` feature outside this crate's tests):
-//! ```ignore
-//! # fn main() -> Result<(), duet_hardware::rtsp_sim::RtspSimError> {
+//! ```text
 //! use duet_hardware::rtsp_sim::RtspCameraSim;
 //! let cam = RtspCameraSim::start(0, "教师特写")?; // 0: pick a free port
 //! println!("{}", cam.url()); // rtsp://127.0.0.1:<port>/cam
 //! cam.pause()?; // "unplugged": clients are cut off, new ones get 404 Not Found
 //! cam.resume()?; // plugged back in
-//! # Ok(()) }
 //! ```
 //!
 //! Unplugging is simulated by removing the mount point and closing every client connection:
-//! a client sees its TCP session end (rtspsrc reports an error), and a reconnect attempt fails
+//! a client sees its session end (to rtspsrc this looks like an ordinary end of stream), and a reconnect fails
 //! with `404 Not Found` until [`RtspCameraSim::resume`] mounts the factory again.
 
 use std::sync::mpsc;
