@@ -32,9 +32,12 @@
 //! - [`source`]: [`SourceRecorder`], one RTSP H.264 source → one Matroska file.
 //! - [`probe`](mod@probe): [`probe()`] a file's duration, video codec and size (GStreamer's
 //!   discoverer); [`scan_duration`] the exact end of a file cut off by a crash.
+//! - [`supervisor`]: [`SourceSupervisor`](supervisor::SourceSupervisor), one source kept recorded
+//!   for a whole lesson across camera drop-outs: segments, gaps, restarts with backoff.
 
 pub mod probe;
 pub mod source;
+pub mod supervisor;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -85,6 +88,12 @@ pub enum CaptureError {
     NoData {
         /// The source, redacted.
         url: String,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid capture configuration: {reason}")]
+    Config {
+        /// Which value, and why.
+        reason: String,
     },
     /// The file could not be read back.
     #[error("cannot probe {path}: {reason}")]
