@@ -289,7 +289,9 @@ pub async fn seed(store: &Store, now: DateTime<Utc>) -> Result<Vec<DemoLogin>, S
     let mut logins = Vec::new();
     for a in ACCOUNTS {
         let pw = password_text();
-        store.set_password_hash(a.id, &password::hash(&pw)).await?;
+        store
+            .set_password_hash(a.id, &password::hash_blocking(pw.clone()).await)
+            .await?;
         store.clear_failed_logins(a.id).await?;
         logins.push(DemoLogin {
             username: a.username.into(),

@@ -8,7 +8,7 @@
  *   2. State ............. window.duet.state (the test-visible model) + internal session bookkeeping
  *   3. Shell ............. top bar (title, status line, 中文/English toggle, leave, sound button),
  *                          banners, screen switching (join / class / left)
- *   4. Join page ......... GET /api/demo/class, POST /api/demo/login, ?token= shortcut
+ *   4. Sign-in ........... on the gateway's /admin page, which opens this page with ?token=
  *   5. Signalling ........ WebSocket to /sfu/ws, message dispatch, close codes, reconnect backoff
  *   6. Media ............. local capture, publish RTCPeerConnection (+ codec preference),
  *                          screen share (real getDisplayMedia and a synthetic canvas test source),
@@ -174,9 +174,6 @@
     qualityTimer: null
   };
 
-  var classInfo = null;        // GET /api/demo/class response
-  var classInfoStatus = 'idle';// idle | loading | ok | error
-  var classInfoError = '';
 
   /** track_id → {track_id, participant, source}: what the server says exists. */
   var trackInfo = new Map();
@@ -241,10 +238,7 @@
   var ui = {
     screen: 'join',            // join | class | left
     classSkeleton: null,       // {role, lang, root, ...refs}
-    joinNotice: null,          // {key, vars, extra} shown on the join page (after terminal close)
-    joinError: null,           // function returning the (translated) error under the form
-    joinBusy: false,
-    joinUsername: null,
+    endNotice: null,           // {key, vars, extra}: why the session ended (terminal close)
     soundBlocked: false,
     banners: new Map()         // id → {text(): string, kind, dismissible}
   };
@@ -252,9 +246,9 @@
   function el(id) { return document.getElementById(id); }
 
   function renderShell() {
-    document.title = (classInfo && classInfo.title ? classInfo.title + ' · ' : '') + t('app.name');
+    document.title = (state.room ? state.room + ' · ' : '') + t('app.name');
     setText(el('brand-name'), t('app.name'));
-    setText(el('class-title'), classInfo && classInfo.title ? classInfo.title : (state.room || ''));
+    setText(el('class-title'), state.room || '');
     var langBtn = el('lang-toggle');
     setText(langBtn, t('lang.toggle'));
     setAttr(langBtn, 'title', t('lang.toggleTitle'));
@@ -324,153 +318,15 @@
 
   function renderScreen() {
     renderShell();
-    if (ui.screen === 'join') renderJoin();
-    else if (ui.screen === 'left') renderLeft();
+    if (ui.screen === 'left') renderLeft();
     else renderClass();
   }
 
   /* ======================================================================================
-   * 4. Join page
+   * 4. Sign-in
+   * Signing in and choosing a class happen on the gateway's pages (/admin), which open this page
+   * with a join token; showScreen('join') sends the browser there.
    * ==================================================================================== */
-
-  function loadClassInfo() {
-    return Promise.resolve();
-  }
-
-  function loadDemoClassInfo() {
-    classInfoStatus = 'loading';
-    if (ui.screen === 'join') renderJoin();
-    return fetch('/api/demo/class', { cache: 'no-store', headers: { Accept: 'application/json' } })
-      .then(function (r) {
-        if (!r.ok) throw new Error('HTTP ' + r.status);
-        return r.json();
-      })
-      .then(function (info) {
-        if (!info || !Array.isArray(info.accounts)) throw new Error(t('join.error.badResponse'));
-        classInfo = info;
-        classInfoStatus = 'ok';
-      })
-      .catch(function (e) {
-        classInfoStatus = 'error';
-        classInfoError = errorText(e);
-      })
-      .then(function () {
-        renderShell();
-        if (ui.screen === 'join') renderJoin();
-      });
-  }
-
-  function renderJoin() {
-    var screen = el('screen');
-    // Keep what the user already typed across re-renders (language switch, class info arriving).
-    var oldPw = el('join-password');
-    var pw = oldPw ? oldPw.value : '';
-    var oldSel = el('join-account') || el('join-username');
-    if (oldSel && oldSel.value) ui.joinUsername = oldSel.value;
-
-    var accountField;
-    if (classInfoStatus === 'ok' && classInfo.accounts.length) {
-      var select = h('select', { id: 'join-account', name: 'username', class: 'input', required: true });
-      classInfo.accounts.forEach(function (a) {
-        var opt = h('option', { value: a.username, 'data-role': a.role },
-          t('join.accountOption', { name: a.display_name || a.username, role: I18N.roleLabel(a.role) }));
-        if (ui.joinUsername === a.username) opt.selected = true;
-        select.appendChild(opt);
-      });
-      accountField = [h('label', { for: 'join-account', class: 'label' }, t('join.account')), select];
-    } else {
-      // Class info unavailable: still let the user type a username.
-      accountField = [h('label', { for: 'join-username', class: 'label' }, t('join.username')),
-        h('input', { id: 'join-username', name: 'username', class: 'input', type: 'text', autocomplete: 'username',
-          value: ui.joinUsername || '' })];
-    }
-
-    var infoLine = null;
-    if (classInfoStatus === 'loading') infoLine = h('p', { class: 'muted' }, t('join.loading'));
-    else if (classInfoStatus === 'error') {
-      infoLine = h('p', { class: 'error-text' }, t('join.loadFailed', { msg: classInfoError }), ' ',
-        h('button', { type: 'button', class: 'btn btn-small', id: 'join-retry', onclick: loadClassInfo }, t('join.retry')));
-    }
-
-    var notice = ui.joinNotice
-      ? h('div', { class: 'notice', id: 'join-notice', role: 'alert' }, t(ui.joinNotice.key, ui.joinNotice.vars) + (ui.joinNotice.extra || ''))
-      : null;
-
-    var form = h('form', { id: 'join-form', class: 'join-form', novalidate: true, onsubmit: onJoinSubmit },
-      accountField,
-      h('label', { for: 'join-password', class: 'label' }, t('join.password')),
-      h('input', { id: 'join-password', name: 'password', class: 'input', type: 'password', autocomplete: 'current-password' }),
-      h('p', { class: 'hint' }, t('join.passwordHint')),
-      h('div', { id: 'join-error', class: 'error-text', role: 'alert' }, ui.joinError ? ui.joinError() : ''),
-      h('button', { id: 'join-submit', type: 'submit', class: 'btn btn-primary btn-huge', disabled: ui.joinBusy },
-        ui.joinBusy ? t('join.submitting') : t('join.submit')));
-
-    var card = h('section', { class: 'card join-card' },
-      h('h1', { class: 'join-title' }, classInfo && classInfo.title ? classInfo.title : t('join.title')),
-      h('p', { class: 'subtitle' }, t('join.subtitle')),
-      notice, infoLine, form);
-
-    screen.textContent = '';
-    screen.appendChild(h('div', { class: 'join-wrap' }, card));
-    el('join-password').value = pw;
-  }
-
-  function onJoinSubmit(ev) {
-    ev.preventDefault();
-    if (ui.joinBusy) return;
-    var userEl = el('join-account') || el('join-username');
-    var username = userEl ? userEl.value.trim() : '';
-    var password = el('join-password').value;
-    ui.joinUsername = username;
-    if (!username) { ui.joinError = function () { return t('join.needAccount'); }; renderJoin(); return; }
-    if (!password) { ui.joinError = function () { return t('join.needPassword'); }; renderJoin(); el('join-password').focus(); return; }
-    ui.joinError = null;
-    ui.joinBusy = true;
-    renderJoin();
-    login(username, password).then(function (res) {
-      ui.joinBusy = false;
-      ui.joinNotice = null;
-      var sfu = res.sfu_url || '';
-      saveSession({ token: res.token, sfu: sfu, expiresAt: res.expires_at || null });
-      startSession(res.token, sfu);
-    }, function (e) {
-      ui.joinBusy = false;
-      ui.joinError = e && e.i18n ? e.i18n : function () { return errorText(e); };
-      renderJoin();
-    });
-  }
-
-  /** An Error whose text is re-translated on every render (e.i18n()). */
-  function i18nError(fn) {
-    var e = new Error(fn());
-    e.i18n = fn;
-    return e;
-  }
-
-  /** POST /api/demo/login → {token, room, sfu_url, participant, expires_at}; rejects with an i18nError. */
-  function login(username, password) {
-    return fetch('/api/demo/login', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-      body: JSON.stringify({ username: username, password: password })
-    }).catch(function () {
-      throw i18nError(function () { return t('join.error.network'); });
-    }).then(function (r) {
-      return r.json().catch(function () { return null; }).then(function (body) {
-        if (r.ok) {
-          if (!body || typeof body.token !== 'string') throw i18nError(function () { return t('join.error.badResponse'); });
-          return body;
-        }
-        // Known codes get our own translation; the server's message is shown as well.
-        throw i18nError(function () {
-          var msg = body && body.code && I18N.has('join.error.' + body.code)
-            ? t('join.error.' + body.code) : t('join.error.generic', { status: r.status });
-          if (body && body.message) msg += ' ' + t('join.serverSays', { msg: body.message });
-          return msg;
-        });
-      });
-    });
-  }
 
   function renderLeft() {
     var screen = el('screen');
@@ -478,7 +334,10 @@
     screen.appendChild(h('div', { class: 'join-wrap' },
       h('section', { class: 'card left-card' },
         h('h1', null, t('left.title')),
-        h('p', { class: 'subtitle' }, t('left.body')),
+        ui.endNotice
+          ? h('div', { class: 'notice', id: 'end-notice', role: 'alert' },
+            t(ui.endNotice.key, ui.endNotice.vars) + (ui.endNotice.extra || ''))
+          : h('p', { class: 'subtitle' }, t('left.body')),
         h('button', { type: 'button', id: 'back-to-join', class: 'btn btn-primary btn-huge',
           onclick: function () { setStatus('idle'); showScreen('join'); } }, t('left.back')))));
   }
@@ -594,7 +453,7 @@
     session.reconnectTimer = null;
   }
 
-  /** Ends the session for good (terminal close code): release devices, back to the join page. */
+  /** Ends the session for good (terminal close code): release devices, say why, offer sign-in. */
   function terminate(notice) {
     session.gen++;
     cancelReconnect();
@@ -606,9 +465,8 @@
     clearSession();
     stripTokenFromUrl();
     setStatus('idle');
-    ui.joinNotice = notice;
-    showScreen('join');
-    if (classInfoStatus !== 'ok') loadClassInfo();
+    ui.endNotice = notice;
+    showScreen('left');
   }
 
   function resetRoomState() {
@@ -640,7 +498,7 @@
     stopQualityLoop();
     stopLocalMedia();
     resetRoomState();
-    ui.joinNotice = null;
+    ui.endNotice = null;
     clearSession();
     stripTokenFromUrl();
     setStatus('left');
@@ -1191,7 +1049,7 @@
     // pages and a hibernated canvas captures as black frames (the lead tab may be in background).
     var ctx = canvas.getContext('2d', { alpha: false, willReadFrequently: true });
     var frame = 0;
-    var title = classInfo && classInfo.title ? classInfo.title : (state.room || '');
+    var title = state.room || '';
     var fonts = '"PingFang SC","Microsoft YaHei","Noto Sans CJK SC",sans-serif';
     function draw() {
       frame++;
@@ -2022,17 +1880,14 @@
     if (urlToken) {
       saveSession({ token: urlToken, sfu: params.get('sfu') || '', expiresAt: null });
       startSession(urlToken, params.get('sfu') || '');
-      loadClassInfo();   // only for the title; failures are harmless here
       return;
     }
     var saved = loadSession();
     if (saved) {
       startSession(saved.token, saved.sfu || '');
-      loadClassInfo();
       return;
     }
     showScreen('join');
-    loadClassInfo();
   }
 
   boot();

@@ -160,7 +160,7 @@ async fn serve(sfu: Arc<Sfu>, mut socket: WebSocket) {
             tokio::select! {
                 frame = ws_rx.next() => match frame {
                     Some(Ok(Message::Text(t))) => session.on_client_text(&t).await,
-                    Some(Ok(Message::Binary(_))) => session.on_client_text("\u{0}binary").await,
+                    Some(Ok(Message::Binary(_))) => session.on_client_binary(),
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => {}
                 },

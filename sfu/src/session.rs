@@ -245,6 +245,14 @@ impl Session {
         let _ = self.out.send(Outgoing::Msg(msg));
     }
 
+    /// Refuses a binary frame: the protocol is JSON text only.
+    pub fn on_client_binary(&self) {
+        self.error(
+            ErrorCode::BadMessage,
+            "signalling messages are JSON text frames",
+        );
+    }
+
     fn error(&self, code: ErrorCode, message: impl Into<String>) {
         let message = message.into();
         tracing::info!(parent: &self.span, ?code, %message, "request refused");
@@ -830,7 +838,6 @@ impl Session {
                 inner.sinks.insert(
                     sub,
                     Sink {
-                        participant: self.claims.sub.clone(),
                         track: local.clone(),
                         queue: self.sink_queue.clone(),
                     },

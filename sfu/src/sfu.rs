@@ -126,12 +126,6 @@ impl Sfu {
         self.next_epoch.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The room `id`, created (with its ticker) if needed.
-    pub fn room(self: &Arc<Self>, id: &RoomId) -> Arc<LiveRoom> {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        self.room_locked(&mut rooms, id)
-    }
-
     /// Enters room `id` (created if needed): `enter` runs on the room's state while the room
     /// registry is locked, so [`Sfu::close_if_empty`] cannot close the room between finding it
     /// and adding the member (which would split a class into two rooms of the same id).

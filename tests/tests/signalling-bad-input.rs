@@ -187,6 +187,15 @@ async fn malformed_messages_get_an_error_and_leave_the_room_untouched() {
 
     send(&mut a, "{not json").await;
     expect(&mut a, "bad_message", is_error(ErrorCode::BadMessage)).await;
+    a.send(Message::Binary(vec![0u8, 1, 2].into()))
+        .await
+        .unwrap();
+    expect(
+        &mut a,
+        "bad_message for a binary frame",
+        is_error(ErrorCode::BadMessage),
+    )
+    .await;
     send(&mut a, json!({"type": "no_such_message"}).to_string()).await;
     expect(&mut a, "bad_message", is_error(ErrorCode::BadMessage)).await;
     send(&mut a, "x".repeat(200_000)).await;

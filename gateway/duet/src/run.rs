@@ -289,7 +289,7 @@ pub async fn create_district(
             id: new_id("usr"),
             username: admin,
             display_name: format!("{name} 管理员"),
-            password_hash: duet_gateway::auth::password::hash(&password),
+            password_hash: duet_gateway::auth::password::hash_blocking(password.clone()).await,
             role: Role::DistrictAdmin,
             district_id: Some(district.clone()),
             school_id: None,

@@ -78,6 +78,21 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Authorizes `action`, making out-of-scope things look absent: `NotFound` when the caller may
+/// neither read the resource nor do `action` (ids elsewhere are not confirmed), `Forbidden` when it
+/// may see the resource but not do `action`.
+pub fn authorize_visible(
+    p: &crate::policy::Principal,
+    action: crate::policy::Action,
+    r: &crate::policy::Resource<'_>,
+) -> Result<(), ApiError> {
+    use crate::policy::{Action, authorize};
+    if authorize(p, Action::Read, r).is_err() && authorize(p, action, r).is_err() {
+        return Err(ApiError::NotFound);
+    }
+    Ok(authorize(p, action, r)?)
+}
+
 /// Checks a display name: trimmed, non-empty, bounded, no control characters.
 pub fn check_name(field: &'static str, s: &str) -> Result<String, ApiError> {
     let t = s.trim();

@@ -1,7 +1,7 @@
 //! Schools, classrooms (with devices), bell schedules, accounts and machine tokens.
 
 use super::auth::{Authed, account_role};
-use super::{Json, audit, check_name};
+use super::{Json, audit, authorize_visible, check_name};
 use crate::app::AppState;
 use crate::auth::{password, secret, secret_hash};
 use crate::error::ApiError;
@@ -103,29 +103,7 @@ async fn school_for(
     action: Action,
 ) -> Result<SchoolRow, ApiError> {
     let school = s.store.get_school(id).await?;
-    // Out-of-scope reads look like "not found", so ids in other districts are not confirmed.
-    if authorize(
-        &a.principal,
-        Action::Read,
-        &Resource::School {
-            id: &school.id,
-            district: &school.district_id,
-        },
-    )
-    .is_err()
-        && authorize(
-            &a.principal,
-            action,
-            &Resource::School {
-                id: &school.id,
-                district: &school.district_id,
-            },
-        )
-        .is_err()
-    {
-        return Err(ApiError::NotFound);
-    }
-    authorize(
+    authorize_visible(
         &a.principal,
         action,
         &Resource::School {
@@ -321,12 +299,7 @@ async fn classroom_for(
         school: &school.id,
         district: &school.district_id,
     };
-    if authorize(&a.principal, Action::Read, &r).is_err()
-        && authorize(&a.principal, action, &r).is_err()
-    {
-        return Err(ApiError::NotFound);
-    }
-    authorize(&a.principal, action, &r)?;
+    authorize_visible(&a.principal, action, &r)?;
     Ok((room, school))
 }
 

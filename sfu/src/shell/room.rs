@@ -63,8 +63,6 @@ pub struct Source {
 
 /// A subscription's output.
 pub struct Sink {
-    /// Who receives.
-    pub participant: ParticipantId,
     /// The local track on the subscriber's peer connection.
     pub track: Arc<TrackLocalStaticRTP>,
     /// The subscriber's writer queue.
