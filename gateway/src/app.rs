@@ -4,6 +4,7 @@ use crate::assets::{ASSETS, INDEX_HTML};
 use crate::auth::ratelimit::RateLimiter;
 use crate::config::GatewayConfig;
 use crate::error::ApiError;
+use crate::recorder_link::RecorderLink;
 use crate::store::Store;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -12,7 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use duet_sfu_proto::TokenKey;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Failed logins allowed per account in [`LOGIN_WINDOW`].
@@ -40,6 +41,10 @@ pub struct AppState {
     pub timetable_cache: crate::api::timetable::TimetableCache,
     /// Set once every service of the process is up; `/healthz` answers 503 before.
     pub ready: AtomicBool,
+    /// The way to the recorders (manual control, previews, director events), set once by the
+    /// binary that runs them ([`AppState::set_recorder_link`]); unset, those endpoints answer
+    /// 503 `unavailable`.
+    pub recorder: OnceLock<Arc<dyn RecorderLink>>,
 }
 
 impl AppState {
@@ -56,7 +61,21 @@ impl AppState {
             timetable_lock: tokio::sync::Mutex::new(()),
             timetable_cache: Default::default(),
             ready: AtomicBool::new(false),
+            recorder: OnceLock::new(),
         }
+    }
+
+    /// Connects the recorders. Set once: a second link is refused and handed back.
+    pub fn set_recorder_link(
+        &self,
+        link: Arc<dyn RecorderLink>,
+    ) -> Result<(), Arc<dyn RecorderLink>> {
+        self.recorder.set(link)
+    }
+
+    /// The recorders, if connected.
+    pub fn recorder_link(&self) -> Option<&Arc<dyn RecorderLink>> {
+        self.recorder.get()
     }
 }
 
@@ -85,17 +104,30 @@ async fn invalidate_on_write(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    // Logging in or out and taking a join token change no timetable data: a join storm must not
-    // empty the cache it relies on.
     let changing = !matches!(
         *req.method(),
         axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
-    ) && !matches!(req.uri().path(), "/api/login" | "/api/logout" | "/api/join");
+    ) && may_change_timetable(req.uri().path());
     let res = next.run(req).await;
     if changing && res.status().is_success() {
         s.timetable_cache.invalidate();
     }
     res
+}
+
+/// Whether a successful change at `path` may change what a timetable shows. Logging in or out
+/// and taking a join token change no timetable data (a join storm must not empty the cache it
+/// relies on), and neither do the recorders' frequent reports, lesson registrations and commands.
+fn may_change_timetable(path: &str) -> bool {
+    let recorder = path.starts_with("/api/classrooms/")
+        && (path.ends_with("/recorder-status")
+            || path.ends_with("/recording")
+            || path.ends_with("/director-events"));
+    !recorder
+        && !matches!(
+            path,
+            "/api/login" | "/api/logout" | "/api/join" | "/api/lessons"
+        )
 }
 
 async fn security_headers(mut res: Response) -> Response {

@@ -5,6 +5,12 @@
 //! So that a class is always "now", the demo lead school's bells start at the time `duet up` runs
 //! (period 1 began five minutes ago), and the demo series runs every day of the week in period 1.
 //! The rural schools' bells are five minutes later, as paired schools' bells often differ.
+//!
+//! The urban school also has a recording classroom (录播教室, `cls_demo_rec`) with the devices of
+//! a simulated recording room ([`SIM_DEVICES`]: five RTSP simulators the binary starts, and a
+//! microphone carried by the teacher close-up's stream) and its own lessons in periods 1 and 3
+//! every day (teacher `teacher2`, no receivers), so its recorder has a lesson to record at once.
+//! Existing demo databases get what is missing (accounts, series) and the devices at every start.
 
 use crate::auth::password;
 use crate::store::{
@@ -16,6 +22,101 @@ use rand::Rng;
 
 /// The demo district's id.
 pub const DISTRICT: &str = "dst_demo";
+
+/// The demo recording classroom (录播教室).
+pub const RECORDING_CLASSROOM: &str = "cls_demo_rec";
+
+/// One simulated device of the demo recording classroom: the binary starts an RTSP camera
+/// simulator on `port` for each camera and screen capture; the microphone is the audio of the
+/// teacher close-up's stream (same port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SimDevice {
+    /// Device id in the classroom, e.g. `cam-teacher`.
+    pub id: &'static str,
+    /// `camera`, `screen_capture` or `microphone`.
+    pub kind: &'static str,
+    /// Camera position (`teacher_close_up`, …); `None` for the others.
+    pub position: Option<&'static str>,
+    /// What it shows, for people (教师特写).
+    pub label: &'static str,
+    /// Local RTSP port of its simulator.
+    pub port: u16,
+}
+
+impl SimDevice {
+    /// Where its media comes from: `rtsp://127.0.0.1:{port}/cam`.
+    pub fn source(&self) -> String {
+        format!("rtsp://127.0.0.1:{}/cam", self.port)
+    }
+
+    /// Its PTZ protocol: the simulated teacher close-up answers VISCA over IP.
+    pub fn ptz(&self) -> Option<&'static str> {
+        (self.id == "cam-teacher").then_some("visca_ip")
+    }
+
+    /// The classroom device (`devices` of `cls_demo_rec`), as the API describes devices.
+    pub fn device_json(&self) -> serde_json::Value {
+        let mut d = serde_json::json!({
+            "id": self.id,
+            "kind": self.kind,
+            "label": self.label,
+            "source": self.source(),
+        });
+        if let Some(p) = self.position {
+            d["position"] = p.into();
+        }
+        if let Some(p) = self.ptz() {
+            d["ptz"] = p.into();
+        }
+        d
+    }
+}
+
+/// The simulated devices of the demo recording classroom.
+pub const SIM_DEVICES: &[SimDevice] = &[
+    SimDevice {
+        id: "cam-teacher",
+        kind: "camera",
+        position: Some("teacher_close_up"),
+        label: "教师特写",
+        port: 18554,
+    },
+    SimDevice {
+        id: "cam-teacher-wide",
+        kind: "camera",
+        position: Some("teacher_wide"),
+        label: "教师全景",
+        port: 18555,
+    },
+    SimDevice {
+        id: "cam-pupils",
+        kind: "camera",
+        position: Some("pupils_wide"),
+        label: "学生全景",
+        port: 18556,
+    },
+    SimDevice {
+        id: "cam-pupil",
+        kind: "camera",
+        position: Some("pupil_close_up"),
+        label: "学生特写",
+        port: 18557,
+    },
+    SimDevice {
+        id: "screen",
+        kind: "screen_capture",
+        position: None,
+        label: "课件",
+        port: 18558,
+    },
+    SimDevice {
+        id: "mic",
+        kind: "microphone",
+        position: None,
+        label: "教师麦克风",
+        port: 18554,
+    },
+];
 
 /// One demo login, with its password in clear for printing.
 #[derive(Clone, Debug)]
@@ -73,6 +174,14 @@ const ACCOUNTS: &[Acct] = &[
         classroom: None,
     },
     Acct {
+        id: "usr_demo_teacher2",
+        username: "teacher2",
+        name: "李老师",
+        role: Role::Teacher,
+        school: Some("sch_demo_urban"),
+        classroom: None,
+    },
+    Acct {
         id: "usr_demo_lead",
         username: "room-lead",
         name: "城关小学 三年级(1)班",
@@ -106,46 +215,53 @@ const ACCOUNTS: &[Acct] = &[
     },
 ];
 
+/// Periods the demo timetable uses: every one of them must exist whenever `duet up` starts, or
+/// the whole district's timetable cannot be expanded.
+const DEMO_PERIODS: i64 = 3;
+
 /// Bells starting five minutes before `now` (Asia/Shanghai), shifted by `offset_min`: 40-minute
-/// periods with 10-minute breaks, as many as fit before midnight (at most 8).
+/// periods with 10-minute breaks, as many as fit before midnight (at most 8). Late in the
+/// evening, when fewer than [`DEMO_PERIODS`] would fit, that many shorter periods with 1-minute
+/// breaks share what is left of the day (period 1 still contains `now` until about 23:25).
 fn bells(now: DateTime<Utc>, offset_min: i64) -> Vec<BellPeriodRow> {
+    const LAST_MIN: i64 = 24 * 60 - 1;
     let local = now.with_timezone(&chrono_tz::Asia::Shanghai).time();
-    let start_min =
-        (i64::from(local.hour()) * 60 + i64::from(local.minute()) - 5 + offset_min).max(0);
-    let mut out = Vec::new();
-    for i in 0..8i64 {
-        let s = start_min + i * 50;
-        let e = s + 40;
-        if e >= 24 * 60 {
-            break;
-        }
-        let t = |m: i64| {
-            NaiveTime::from_hms_opt((m / 60) as u32, (m % 60) as u32, 0)
-                .expect("minutes within a day")
-        };
-        out.push(BellPeriodRow {
+    let start_min = (i64::from(local.hour()) * 60 + i64::from(local.minute()) - 5 + offset_min)
+        .clamp(0, LAST_MIN - 2 * DEMO_PERIODS);
+    let room = LAST_MIN - start_min;
+    let (step, len, count) = if room >= DEMO_PERIODS * 50 - 10 {
+        (50, 40, ((room + 10) / 50).min(8))
+    } else {
+        let step = (room + 1) / DEMO_PERIODS;
+        (step, step - 1, DEMO_PERIODS)
+    };
+    let t = |m: i64| {
+        NaiveTime::from_hms_opt((m / 60) as u32, (m % 60) as u32, 0).expect("periods end by 23:59")
+    };
+    (0..count)
+        .map(|i| BellPeriodRow {
             period: (i + 1) as u8,
-            start_time: t(s),
-            end_time: t(e),
-        });
+            start_time: t(start_min + i * step),
+            end_time: t(start_min + i * step + len),
+        })
+        .collect()
+}
+
+/// `true` when a lookup found nothing, `false` when it found the row; other errors pass.
+fn absent<T>(found: Result<T, StoreError>) -> Result<bool, StoreError> {
+    match found {
+        Ok(_) => Ok(false),
+        Err(StoreError::NotFound { .. }) => Ok(true),
+        Err(e) => Err(e),
     }
-    if out.is_empty() {
-        // Just before midnight: one short period to the end of the day.
-        let s = (start_min.min(24 * 60 - 2)) as u32;
-        out.push(BellPeriodRow {
-            period: 1,
-            start_time: NaiveTime::from_hms_opt(s / 60, s % 60, 0).expect("valid"),
-            end_time: NaiveTime::from_hms_opt(23, 59, 0).expect("valid"),
-        });
-    }
-    out
 }
 
 /// Seeds the demo district if absent, refreshes its bells and term around `now`, and gives every
 /// demo login a fresh password, returned for printing.
 pub async fn seed(store: &Store, now: DateTime<Utc>) -> Result<Vec<DemoLogin>, StoreError> {
     let today = now.with_timezone(&chrono_tz::Asia::Shanghai).date_naive();
-    if store.get_district(DISTRICT).await.is_err() {
+    let fresh = absent(store.get_district(DISTRICT).await)?;
+    if fresh {
         store
             .create_district(&DistrictRow {
                 id: DISTRICT.into(),
@@ -174,7 +290,7 @@ pub async fn seed(store: &Store, now: DateTime<Utc>) -> Result<Vec<DemoLogin>, S
                 ClassroomKind::Lead,
             ),
             (
-                "cls_demo_rec",
+                RECORDING_CLASSROOM,
                 "sch_demo_urban",
                 "城关小学 录播教室",
                 ClassroomKind::Recording,
@@ -202,7 +318,10 @@ pub async fn seed(store: &Store, now: DateTime<Utc>) -> Result<Vec<DemoLogin>, S
                 })
                 .await?;
         }
-        for a in ACCOUNTS {
+    }
+    // Accounts, also those later versions of the demo added to databases seeded before them.
+    for a in ACCOUNTS {
+        if absent(store.get_user(a.id).await)? {
             store
                 .create_user(&UserRow {
                     id: a.id.into(),
@@ -220,6 +339,8 @@ pub async fn seed(store: &Store, now: DateTime<Utc>) -> Result<Vec<DemoLogin>, S
                 })
                 .await?;
         }
+    }
+    if fresh {
         for (id, name) in [("sub_demo_math", "数学"), ("sub_demo_chinese", "语文")] {
             store
                 .create_subject(&SubjectRow {
@@ -270,6 +391,34 @@ pub async fn seed(store: &Store, now: DateTime<Utc>) -> Result<Vec<DemoLogin>, S
             }
         }
     }
+    // The recording classroom's own lessons: periods 1 and 3 every day, nobody receiving.
+    for weekday in 1..=7u8 {
+        for (period, subject) in [(1u8, "sub_demo_math"), (3, "sub_demo_chinese")] {
+            let id = format!("ser_demo_rec_{weekday}_{period}");
+            if absent(store.get_series(&id).await)? {
+                store
+                    .create_series(&SeriesRow {
+                        id,
+                        term_id: "trm_demo".into(),
+                        pairing_id: None,
+                        weekday,
+                        period,
+                        lead_classroom_id: RECORDING_CLASSROOM.into(),
+                        teacher_id: "usr_demo_teacher2".into(),
+                        subject_id: subject.into(),
+                        created_by: "usr_demo_district".into(),
+                        created_at: now,
+                        receiver_ids: Vec::new(),
+                    })
+                    .await?;
+            }
+        }
+    }
+    // The simulated devices, at every start (they are what the binary runs).
+    let mut rec = store.get_classroom(RECORDING_CLASSROOM).await?;
+    rec.devices =
+        serde_json::Value::Array(SIM_DEVICES.iter().map(SimDevice::device_json).collect());
+    store.update_classroom(&rec).await?;
     // Around now, at every start.
     store
         .set_bell_periods("sch_demo_urban", &bells(now, 0))
@@ -301,4 +450,69 @@ pub async fn seed(store: &Store, now: DateTime<Utc>) -> Result<Vec<DemoLogin>, S
         });
     }
     Ok(logins)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::{BellPeriod, BellSchedule, SchoolId};
+    use chrono::TimeZone;
+
+    #[test]
+    fn demo_bells_have_its_periods_at_every_minute_of_the_day() {
+        for minute in 0..24 * 60 {
+            let local = chrono_tz::Asia::Shanghai
+                .with_ymd_and_hms(2026, 3, 2, minute / 60, minute % 60, 30)
+                .single()
+                .expect("no DST in Shanghai");
+            let now = local.with_timezone(&Utc);
+            for offset in [0, 5] {
+                let rows = bells(now, offset);
+                assert!(rows.len() >= DEMO_PERIODS as usize, "{minute} {offset}");
+                let schedule = BellSchedule {
+                    school: SchoolId("s".into()),
+                    periods: rows
+                        .iter()
+                        .map(|r| BellPeriod {
+                            period: r.period,
+                            start: r.start_time,
+                            end: r.end_time,
+                        })
+                        .collect(),
+                };
+                schedule
+                    .validate()
+                    .unwrap_or_else(|e| panic!("{minute} {offset}: {e}"));
+            }
+            // Period 1 of the lead school contains now, except in the last minutes of the day.
+            let first = &bells(now, 0)[0];
+            if minute < 23 * 60 + 20 {
+                let t = local.time();
+                assert!(
+                    first.start_time <= t && t < first.end_time,
+                    "{minute}: {first:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sim_devices_are_the_demo_recording_rooms_devices() {
+        let json: Vec<serde_json::Value> = SIM_DEVICES.iter().map(SimDevice::device_json).collect();
+        assert_eq!(
+            json[0],
+            serde_json::json!({"id": "cam-teacher", "kind": "camera", "position": "teacher_close_up",
+                "ptz": "visca_ip", "label": "教师特写", "source": "rtsp://127.0.0.1:18554/cam"})
+        );
+        assert_eq!(
+            json[5],
+            serde_json::json!({"id": "mic", "kind": "microphone", "label": "教师麦克风",
+                "source": "rtsp://127.0.0.1:18554/cam"})
+        );
+        // Each device parses as the API's device (so the room can be edited in the admin pages).
+        for d in json {
+            serde_json::from_value::<crate::api::org::duet_hardware_device::Device>(d)
+                .expect("a valid device");
+        }
+    }
 }

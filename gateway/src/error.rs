@@ -57,6 +57,9 @@ pub enum ApiError {
     /// The request body is larger than the gateway accepts.
     #[error("请求太大 / the request is too large")]
     TooLarge,
+    /// A service the request needs is not there now (e.g. no recorder serves the classroom).
+    #[error("{0}")]
+    Unavailable(String),
     /// Something failed inside; details are in the server log.
     #[error("服务器内部错误 / internal error")]
     Internal(String),
@@ -85,6 +88,7 @@ impl ApiError {
             ApiError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -123,6 +127,19 @@ impl IntoResponse for ApiError {
             res.headers_mut().insert(header::RETRY_AFTER, v);
         }
         res
+    }
+}
+
+impl From<crate::recorder_link::RecorderLinkError> for ApiError {
+    fn from(e: crate::recorder_link::RecorderLinkError) -> Self {
+        use crate::recorder_link::RecorderLinkError as E;
+        match e {
+            E::NoRecorder => ApiError::Unavailable(
+                "这间教室的录播主机未连接 / no recorder serves this classroom".into(),
+            ),
+            E::Refused(why) => ApiError::Conflict(why),
+            E::Invalid(why) => ApiError::invalid("body", why),
+        }
     }
 }
 

@@ -11,7 +11,9 @@
 //! - [`store`]: SQLite or PostgreSQL through sqlx, the same migrations for both.
 //! - [`schedule`]: pure timetable engine: terms, bells, series → lessons in absolute time,
 //!   conflicts, now/next, iCal.
-//! - [`demo`]: the demo district `duet up` seeds.
+//! - [`recorder_link`]: [`RecorderLink`], the way to the recorders of recording classrooms
+//!   (manual control, previews, director events), implemented by the binary that runs them.
+//! - [`demo`]: the demo district `duet up` seeds, and the simulated devices of its recording room.
 //! - [`config`], [`assets`].
 
 pub mod api;
@@ -22,9 +24,11 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod policy;
+pub mod recorder_link;
 pub mod schedule;
 pub mod store;
 
 pub use app::{AppState, app};
 pub use config::GatewayConfig;
 pub use error::ApiError;
+pub use recorder_link::{RecorderLink, RecorderLinkError, RecordingCommand};

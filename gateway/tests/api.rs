@@ -381,12 +381,16 @@ impl World {
     }
 
     async fn login(&self, username: &str) -> Client {
+        self.login_with(username, PW).await
+    }
+
+    async fn login_with(&self, username: &str, password: &str) -> Client {
         let r = self
             .call(
                 Method::POST,
                 "/api/login",
                 None,
-                Some(json!({"username": username, "password": PW})),
+                Some(json!({"username": username, "password": password})),
                 &[],
             )
             .await;
@@ -428,7 +432,7 @@ impl World {
 
 async fn every_endpoint_is_routed_and_refuses_strangers(w: World) {
     for e in ENDPOINTS {
-        let path = e.path.replace("{id}", "x");
+        let path = e.path.replace("{id}", "x").replace("{source_id}", "x");
         let method: Method = e.method.to_uppercase().parse().unwrap();
         let body = (method != Method::GET).then(|| json!({}));
         let r = w.call(method.clone(), &path, None, body, &[]).await;
@@ -1432,3 +1436,875 @@ async fn every_endpoint_works_for_its_intended_caller(w: World) {
     );
 }
 on_both!(every_endpoint_works_for_its_intended_caller);
+
+// ---------------------------------------------------------------------------------------------
+// Recording classrooms (录播教室): the recorder reports its state, follows the timetable with its
+// machine token, registers lessons idempotently; people in scope watch and control it.
+
+/// Adds recording classrooms r1 (school s1) and r2 (school s2).
+async fn add_recording_rooms(w: &World) {
+    for (id, school) in [("r1", "s1"), ("r2", "s2")] {
+        w.store
+            .create_classroom(&ClassroomRow {
+                id: id.into(),
+                school_id: school.into(),
+                name: format!("录播教室 {id}"),
+                kind: ClassroomKind::Recording,
+                devices: json!([]),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+/// A machine token issued by `admin`, scoped to `school` (or the district).
+async fn machine_token(w: &World, admin: &Client, school: Option<&str>) -> String {
+    let r = w
+        .post(
+            admin,
+            "/api/tokens",
+            json!({"name": "录播主机", "school_id": school}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    r.json()["token"].as_str().unwrap().to_owned()
+}
+
+impl World {
+    /// A call with a machine token.
+    async fn machine(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Resp {
+        let auth = format!("Bearer {token}");
+        self.call(method, path, None, body, &[("authorization", &auth)])
+            .await
+    }
+}
+
+fn status_report(state: &str) -> Value {
+    json!({
+        "state": state,
+        "reason": null,
+        "lesson": {"id": "les_r1_x", "title": "数学 · 李老师", "teacher": "李老师", "subject": "数学",
+                   "start": "2026-03-02T00:55:00Z", "end": "2026-03-02T01:45:00Z"},
+        "sources": [{"id": "cam-teacher", "label": "教师特写", "role": "teacher_close_up", "state": "RECORDING"}],
+        "free_disk_bytes": 123_456_789_000u64,
+        "pending_uploads": 0,
+        "last_error": null
+    })
+}
+
+async fn recorder_status_is_reported_by_its_machine_and_read_in_scope(w: World) {
+    add_recording_rooms(&w).await;
+    let da1 = w.login("da1").await;
+    let da2 = w.login("da2").await;
+    let tok_s1 = machine_token(&w, &da1, Some("s1")).await;
+    let tok_s2 = machine_token(&w, &da1, Some("s2")).await;
+    let tok_d1 = machine_token(&w, &da1, None).await;
+    let tok_d2 = machine_token(&w, &da2, None).await;
+    let path = "/api/classrooms/r1/recorder-status";
+    let t1 = w.login("t1").await;
+
+    // Never reported: no status, offline.
+    let r = w.get(&w.login("sa1").await, path).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json(),
+        json!({"status": null, "reported_at": null, "online": false})
+    );
+
+    // The school's recorder reports; teachers of the school read it verbatim, online.
+    let r = w
+        .machine(Method::PUT, path, &tok_s1, Some(status_report("recording")))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let got = w.get(&t1, path).await.json();
+    assert_eq!(got["status"], status_report("recording"));
+    assert_eq!(got["online"], true);
+    assert!(got["reported_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        w.get(&w.login("t9").await, path).await.status,
+        StatusCode::OK
+    );
+    // A district-wide token reports too.
+    let r = w
+        .machine(Method::PUT, path, &tok_d1, Some(status_report("idle")))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let state = |r: Resp| {
+        r.json()["status"]["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(state(w.get(&t1, path).await), "idle");
+
+    // Out of scope: another school's or district's token, a teacher, refused; nothing changes.
+    for tok in [&tok_s2, &tok_d2] {
+        let r = w
+            .machine(Method::PUT, path, tok, Some(status_report("failed")))
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+    }
+    let r = w
+        .call(
+            Method::PUT,
+            path,
+            Some(&t1),
+            Some(status_report("failed")),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Bad bodies: unknown state, not an object, not JSON, too large.
+    let r = w
+        .machine(Method::PUT, path, &tok_s1, Some(status_report("dancing")))
+        .await;
+    assert_eq!(
+        (r.status, r.json()["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("state"))
+    );
+    let r = w
+        .machine(Method::PUT, path, &tok_s1, Some(json!(["recording"])))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = w
+        .machine(Method::PUT, path, &tok_s1, Some(json!({"reason": null})))
+        .await;
+    assert_eq!(r.json()["field"], "state");
+    let auth = format!("Bearer {tok_s1}");
+    let req = Request::builder()
+        .method(Method::PUT)
+        .uri(path)
+        .header("authorization", &auth)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{\"state\": \"recording\""))
+        .unwrap();
+    let res = app(w.state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let mut big = status_report("recording");
+    big["pad"] = json!("x".repeat(70 * 1024));
+    let r = w.machine(Method::PUT, path, &tok_s1, Some(big)).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+    );
+    assert_eq!(state(w.get(&t1, path).await), "idle", "nothing changed");
+    // Only recording classrooms have a recorder.
+    let r = w
+        .machine(
+            Method::PUT,
+            "/api/classrooms/c1/recorder-status",
+            &tok_s1,
+            Some(status_report("idle")),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("classroom_id"))
+    );
+    // Reading is for people of the school (and the district).
+    for who in ["sa2", "t2", "rv", "room-c1", "da2"] {
+        assert_eq!(
+            w.get(&w.login(who).await, path).await.status,
+            StatusCode::NOT_FOUND,
+            "{who}"
+        );
+    }
+    assert_eq!(w.get(&da1, path).await.status, StatusCode::OK);
+    assert_eq!(
+        w.get(&da1, "/api/classrooms/nope/recorder-status")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+on_both!(recorder_status_is_reported_by_its_machine_and_read_in_scope);
+
+async fn a_recording_rooms_timetable_reaches_its_machine_token(w: World) {
+    add_recording_rooms(&w).await;
+    let da1 = w.login("da1").await;
+    let tok_s1 = machine_token(&w, &da1, Some("s1")).await;
+    let tok_s2 = machine_token(&w, &da1, Some("s2")).await;
+    let weekday = w.today.weekday().number_from_monday();
+    // A recording classroom leads its own lessons, with nobody receiving …
+    let with_receiver = json!({"term_id": "term1", "weekday": weekday, "period": 2, "lead_classroom_id": "r1", "receiving_classroom_ids": ["c2"], "teacher_id": "t9", "subject_id": "math"});
+    let r = w.post(&da1, "/api/series", with_receiver).await;
+    assert_eq!(
+        (r.status, r.json()["field"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("receiving_classroom_ids")
+        )
+    );
+    let alone = json!({"term_id": "term1", "weekday": weekday, "period": 2, "lead_classroom_id": "r1", "receiving_classroom_ids": [], "teacher_id": "t9", "subject_id": "math"});
+    let r = w.post(&da1, "/api/series", alone).await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let sid = r.json()["id"].as_str().unwrap().to_owned();
+    // … and its recorder's token (scoped to the school) reads it for that classroom.
+    let day = w.today;
+    let q = format!("/api/timetable?from={day}&to={day}&classroom_id=r1");
+    let r = w.machine(Method::GET, &q, &tok_s1, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let occ = r.json()["occurrences"].as_array().unwrap().clone();
+    assert_eq!(occ.len(), 1, "{occ:?}");
+    assert_eq!(occ[0]["series_id"], sid.as_str());
+    assert_eq!(occ[0]["lead_classroom"]["id"], "r1");
+    assert_eq!(occ[0]["receivers"], json!([]));
+    assert_eq!(r.json()["conflicts"], json!([]));
+    // Another school's token does not see it.
+    let r = w.machine(Method::GET, &q, &tok_s2, None).await;
+    assert_eq!(r.json()["occurrences"], json!([]));
+}
+on_both!(a_recording_rooms_timetable_reaches_its_machine_token);
+
+fn lesson(id: &str, classroom: &str, title: &str, day: u32) -> Value {
+    json!({
+        "id": id,
+        "classroom_id": classroom,
+        "series_id": "ser_x",
+        "date": format!("2026-03-{day:02}"),
+        "period": 1,
+        "title": title,
+        "teacher": "李老师",
+        "subject": "数学",
+        "started_at": format!("2026-03-{day:02}T00:55:00Z"),
+        "ended_at": format!("2026-03-{day:02}T01:40:00Z"),
+        "archive_uri": format!("s3://duet-archive/{classroom}/{id}/"),
+        "files": [
+            {"name": "programme-1.mp4", "kind": "programme", "source_id": null, "bytes": 734_003_200u64, "duration_s": 2700.04, "sha256": "ab".repeat(32)},
+            {"name": "cam-teacher-1.mp4", "kind": "source", "source_id": "cam-teacher", "bytes": 512_000_000u64, "duration_s": 2700.0, "sha256": "CD".repeat(32)},
+            {"name": "lesson.json", "kind": "metadata", "source_id": null, "bytes": 2048, "duration_s": 0.0, "sha256": "01".repeat(32)}
+        ],
+        "gaps": [{"source_id": "cam-pupil", "from": format!("2026-03-{day:02}T01:10:00Z"), "to": format!("2026-03-{day:02}T01:10:20Z"), "reason": "camera reconnecting"}],
+        "parts": 2
+    })
+}
+
+async fn lessons_register_idempotently_and_list_in_scope(w: World) {
+    add_recording_rooms(&w).await;
+    let da1 = w.login("da1").await;
+    let tok_s1 = machine_token(&w, &da1, Some("s1")).await;
+    let tok_s2 = machine_token(&w, &da1, Some("s2")).await;
+    let post = |tok: &str, body: Value| {
+        let tok = tok.to_owned();
+        let w = &w;
+        async move {
+            w.machine(Method::POST, "/api/lessons", &tok, Some(body))
+                .await
+        }
+    };
+    // First registration: 201 with the lesson.
+    let first = lesson("les_r1_a", "r1", "数学 · 第一课", 2);
+    let r = post(&tok_s1, first.clone()).await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let created = r.json();
+    assert_eq!(created["id"], "les_r1_a");
+    assert_eq!(created["school_id"], "s1");
+    assert_eq!(created["files"], first["files"]);
+    assert_eq!(created["gaps"][0]["reason"], "camera reconnecting");
+    assert_eq!(created["parts"], 2);
+    // The retry: 200 with the same lesson.
+    let r = post(&tok_s1, first.clone()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), created);
+    // Same id, different content: 409, the first registration stands.
+    let r = post(&tok_s1, lesson("les_r1_a", "r1", "改过的标题", 2)).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::CONFLICT, "conflict")
+    );
+    assert_eq!(
+        w.store
+            .find_lesson("les_r1_a")
+            .await
+            .unwrap()
+            .unwrap()
+            .title,
+        "数学 · 第一课"
+    );
+    let audit = w
+        .store
+        .list_audit(&AuditFilter {
+            action: Some("lesson_registered".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1, "registered once, audited once");
+    assert_eq!(audit[0].target, "lesson:les_r1_a");
+
+    // Bad bodies are refused and register nothing.
+    let bad = |edit: &dyn Fn(&mut Value)| {
+        let mut b = lesson("les_r1_bad", "r1", "坏的", 4);
+        edit(&mut b);
+        b
+    };
+    let cases: Vec<(Value, StatusCode, &str)> = vec![
+        (
+            bad(&|b| b["ended_at"] = b["started_at"].clone()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ended_at",
+        ),
+        (
+            bad(&|b| b["files"] = json!([])),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "files",
+        ),
+        (
+            bad(&|b| b["files"][0]["sha256"] = json!("xyz")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "files",
+        ),
+        (
+            bad(&|b| b["files"][0]["name"] = json!("../../etc/passwd")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "files",
+        ),
+        (
+            bad(&|b| b["id"] = json!("les_../x")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "id",
+        ),
+        (
+            bad(&|b| b["id"] = json!("x".repeat(200))),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "id",
+        ),
+        (
+            bad(&|b| b["title"] = json!("")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "title",
+        ),
+        (
+            bad(&|b| b["archive_uri"] = json!("http://example.com/x")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "archive_uri",
+        ),
+        (
+            bad(&|b| b["parts"] = json!(0)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "parts",
+        ),
+        (
+            bad(&|b| b["classroom_id"] = json!("c1")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "classroom_id",
+        ),
+        (
+            bad(&|b| b["classroom_id"] = json!("r2")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "classroom_id",
+        ),
+        (
+            bad(&|b| b["classroom_id"] = json!("nowhere")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "classroom_id",
+        ),
+        (
+            bad(&|b| {
+                b.as_object_mut().unwrap().remove("title");
+            }),
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+        (
+            bad(&|b| b["started_at"] = json!("yesterday")),
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+    ];
+    for (body, status, field) in cases {
+        let r = post(&tok_s1, body.clone()).await;
+        assert_eq!(
+            r.status,
+            status,
+            "{body}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        if !field.is_empty() {
+            assert_eq!(r.json()["field"], field, "{body}");
+        }
+    }
+    // People do not register lessons; a teacher of the school may see the room, so 403.
+    let t1 = w.login("t1").await;
+    let r = w
+        .post(&t1, "/api/lessons", lesson("les_r1_t", "r1", "老师交的", 4))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        w.store
+            .list_lessons(&LessonFilter::default(), 100)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "nothing else was registered"
+    );
+
+    // Two more: a later one in r1, one in r2 by its own school's recorder.
+    assert_eq!(
+        post(&tok_s1, lesson("les_r1_b", "r1", "数学 · 第二课", 3))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        post(&tok_s2, lesson("les_r2_a", "r2", "语文", 1))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let ids = |r: Resp| -> Vec<String> {
+        assert_eq!(r.status, StatusCode::OK);
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Newest first, in scope.
+    assert_eq!(
+        ids(w.get(&da1, "/api/lessons").await),
+        ["les_r1_b", "les_r1_a", "les_r2_a"]
+    );
+    assert_eq!(
+        ids(w.get(&w.login("sa1").await, "/api/lessons").await),
+        ["les_r1_b", "les_r1_a"]
+    );
+    assert_eq!(
+        ids(w.get(&t1, "/api/lessons").await),
+        ["les_r1_b", "les_r1_a"]
+    );
+    let sa2 = w.login("sa2").await;
+    assert_eq!(ids(w.get(&sa2, "/api/lessons").await), ["les_r2_a"]);
+    assert!(ids(w.get(&sa2, "/api/lessons?school_id=s1").await).is_empty());
+    assert!(ids(w.get(&w.login("rv").await, "/api/lessons").await).is_empty());
+    assert!(ids(w.get(&w.login("da2").await, "/api/lessons").await).is_empty());
+    assert!(ids(w.get(&w.login("room-c1").await, "/api/lessons").await).is_empty());
+    assert_eq!(
+        ids(w.machine(Method::GET, "/api/lessons", &tok_s1, None).await),
+        ["les_r1_b", "les_r1_a"]
+    );
+    // Filters: school, classroom, dates (school-local, inclusive).
+    assert_eq!(
+        ids(w.get(&da1, "/api/lessons?school_id=s2").await),
+        ["les_r2_a"]
+    );
+    assert_eq!(
+        ids(w
+            .get(
+                &da1,
+                "/api/lessons?classroom_id=r1&from=2026-03-03&to=2026-03-03"
+            )
+            .await),
+        ["les_r1_b"]
+    );
+    assert_eq!(
+        ids(w
+            .get(&da1, "/api/lessons?from=2026-03-01&to=2026-03-02")
+            .await),
+        ["les_r1_a", "les_r2_a"]
+    );
+    let r = w
+        .get(&da1, "/api/lessons?from=2026-03-03&to=2026-03-01")
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // One lesson: in scope only.
+    let r = w.get(&t1, "/api/lessons/les_r1_a").await;
+    assert_eq!((r.status, r.json()), (StatusCode::OK, created));
+    for who in ["sa2", "da2", "rv"] {
+        assert_eq!(
+            w.get(&w.login(who).await, "/api/lessons/les_r1_a")
+                .await
+                .status,
+            StatusCode::NOT_FOUND,
+            "{who}"
+        );
+    }
+    assert_eq!(
+        w.get(&da1, "/api/lessons/les_none").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+on_both!(lessons_register_idempotently_and_list_in_scope);
+
+/// A recorder link that records what it was asked and answers like a recorder would: r1 is
+/// served, r2 has no recorder; stop is refused (the stub is never recording).
+#[derive(Default)]
+struct StubLink {
+    calls: std::sync::Mutex<Vec<String>>,
+}
+
+impl StubLink {
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+const JPEG: &[u8] = b"\xff\xd8\xff\xe0 stub jpeg \xff\xd9";
+
+#[async_trait::async_trait]
+impl duet_gateway::RecorderLink for StubLink {
+    async fn command(
+        &self,
+        classroom_id: &str,
+        command: duet_gateway::RecordingCommand,
+    ) -> Result<Value, duet_gateway::RecorderLinkError> {
+        if classroom_id != "r1" {
+            return Err(duet_gateway::RecorderLinkError::NoRecorder);
+        }
+        self.calls.lock().unwrap().push(format!(
+            "{classroom_id} {}",
+            serde_json::to_string(&command).unwrap()
+        ));
+        match command {
+            duet_gateway::RecordingCommand::Stop => Err(duet_gateway::RecorderLinkError::Refused(
+                "not recording".into(),
+            )),
+            _ => Ok(json!({"state": "recording", "command": command})),
+        }
+    }
+
+    async fn preview(&self, classroom_id: &str, source_id: &str) -> Option<Vec<u8>> {
+        (classroom_id == "r1" && matches!(source_id, "programme" | "cam-teacher"))
+            .then(|| JPEG.to_vec())
+    }
+
+    async fn director_event(
+        &self,
+        classroom_id: &str,
+        event: Value,
+    ) -> Result<(), duet_gateway::RecorderLinkError> {
+        if event == json!("bogus") {
+            return Err(duet_gateway::RecorderLinkError::Invalid(
+                "unknown event".into(),
+            ));
+        }
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("{classroom_id} event {event}"));
+        Ok(())
+    }
+}
+
+async fn recorders_are_controlled_and_previewed_through_the_link(w: World) {
+    add_recording_rooms(&w).await;
+    let t1 = w.login("t1").await;
+    let cmd = "/api/classrooms/r1/recording";
+    let start = json!({"action": "start", "minutes": 45});
+    // No link yet: 503 unavailable.
+    let r = w.post(&t1, cmd, start.clone()).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    );
+    assert_eq!(
+        w.get(&t1, "/api/classrooms/r1/preview/programme")
+            .await
+            .status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let stub = Arc::new(StubLink::default());
+    assert!(w.state.set_recorder_link(stub.clone()).is_ok());
+    assert!(w.state.set_recorder_link(stub.clone()).is_err(), "set once");
+
+    // The school's teacher and admin and the district admin control it; the answer is the
+    // recorder's.
+    let r = w.post(&t1, cmd, start).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.json()["state"], "recording");
+    let r = w
+        .post(
+            &w.login("sa1").await,
+            cmd,
+            json!({"action": "extend", "minutes": 10}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let da1 = w.login("da1").await;
+    let r = w.post(&da1, cmd, json!({"action": "stop"})).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::CONFLICT, "conflict")
+    );
+    assert_eq!(
+        stub.calls(),
+        [
+            r#"r1 {"action":"start","minutes":45}"#,
+            r#"r1 {"action":"extend","minutes":10}"#,
+            r#"r1 {"action":"stop"}"#
+        ]
+    );
+    // Bad commands never reach the recorder.
+    for (body, status) in [
+        (
+            json!({"action": "start", "minutes": 0}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"action": "extend", "minutes": 241}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (json!({"action": "pause"}), StatusCode::BAD_REQUEST),
+        (json!({"action": "extend"}), StatusCode::BAD_REQUEST),
+    ] {
+        assert_eq!(
+            w.post(&t1, cmd, body.clone()).await.status,
+            status,
+            "{body}"
+        );
+    }
+    // Out of scope: another school, a reviewer, a classroom login, another district; the
+    // recorder's own token may report but not control.
+    for who in ["t2", "sa2", "rv", "room-c1", "da2"] {
+        let r = w
+            .post(&w.login(who).await, cmd, json!({"action": "stop"}))
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{who}");
+    }
+    let tok_s1 = machine_token(&w, &da1, Some("s1")).await;
+    let r = w
+        .machine(Method::POST, cmd, &tok_s1, Some(json!({"action": "stop"})))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(stub.calls().len(), 3, "nothing more was forwarded");
+    // Only recording classrooms; a room without a recorder is unavailable.
+    let r = w
+        .post(
+            &da1,
+            "/api/classrooms/c1/recording",
+            json!({"action": "stop"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = w
+        .post(
+            &da1,
+            "/api/classrooms/r2/recording",
+            json!({"action": "stop"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    );
+    let log = w
+        .store
+        .list_audit(&AuditFilter {
+            action: Some("recording_command".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 2, "the two commands the recorder took");
+
+    // Previews: JPEG, never cached; 404 for a source without one; in scope only.
+    let r = w.get(&t1, "/api/classrooms/r1/preview/programme").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers[header::CONTENT_TYPE], "image/jpeg");
+    assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(r.body, JPEG);
+    assert_eq!(
+        w.get(&t1, "/api/classrooms/r1/preview/cam-pupil")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        w.get(&w.login("t2").await, "/api/classrooms/r1/preview/programme")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Director events are passed on as JSON; bad ones are refused.
+    let ev = "/api/classrooms/r1/director-events";
+    assert_eq!(
+        w.post(&t1, ev, json!("pupil_stood")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        w.post(&t1, ev, json!({"pupil_stood": null})).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        w.post(&t1, ev, json!("bogus")).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        w.post(&t1, ev, json!(42)).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        w.post(&w.login("t2").await, ev, json!("pupil_stood"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let calls = stub.calls();
+    assert_eq!(
+        &calls[3..],
+        [
+            r#"r1 event "pupil_stood""#,
+            r#"r1 event {"pupil_stood":null}"#
+        ]
+    );
+}
+on_both!(recorders_are_controlled_and_previewed_through_the_link);
+
+// ---------------------------------------------------------------------------------------------
+// The demo: its recording room has the simulated devices and a lesson now, without conflicts,
+// also when an older demo database is seeded again.
+
+async fn demo_recording_room_has_devices_and_a_lesson_now(w: World) {
+    use duet_gateway::demo;
+    let now = Utc::now();
+    demo::seed(&w.store, now).await.unwrap();
+    // An older demo database: no teacher2, no recording series, no devices.
+    for weekday in 1..=7 {
+        for period in [1, 3] {
+            w.store
+                .delete_series(&format!("ser_demo_rec_{weekday}_{period}"))
+                .await
+                .unwrap();
+        }
+    }
+    w.store.delete_user("usr_demo_teacher2").await.unwrap();
+    let mut rec = w
+        .store
+        .get_classroom(demo::RECORDING_CLASSROOM)
+        .await
+        .unwrap();
+    rec.devices = json!([]);
+    w.store.update_classroom(&rec).await.unwrap();
+
+    let logins = demo::seed(&w.store, now).await.unwrap();
+    let names: Vec<&str> = logins.iter().map(|l| l.username.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "district",
+            "school-admin",
+            "teacher",
+            "teacher2",
+            "room-lead",
+            "room-a",
+            "room-b",
+            "reviewer"
+        ]
+    );
+    let rec = w
+        .store
+        .get_classroom(demo::RECORDING_CLASSROOM)
+        .await
+        .unwrap();
+    assert_eq!(rec.kind, ClassroomKind::Recording);
+    let devices = rec.devices.as_array().unwrap();
+    let summary: Vec<(String, String)> = devices
+        .iter()
+        .map(|d| {
+            (
+                d["id"].as_str().unwrap().to_owned(),
+                d["source"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("cam-teacher", 18554),
+            ("cam-teacher-wide", 18555),
+            ("cam-pupils", 18556),
+            ("cam-pupil", 18557),
+            ("screen", 18558),
+            ("mic", 18554)
+        ]
+        .map(|(id, port)| (id.to_owned(), format!("rtsp://127.0.0.1:{port}/cam")))
+    );
+    assert_eq!(devices[0]["ptz"], "visca_ip");
+    assert_eq!(devices[0]["label"], "教师特写");
+    assert_eq!(devices[4]["kind"], "screen_capture");
+    assert_eq!(devices[5]["kind"], "microphone");
+    assert_eq!(
+        demo::SIM_DEVICES.iter().map(|d| d.port).collect::<Vec<_>>(),
+        [18554, 18555, 18556, 18557, 18558, 18554]
+    );
+
+    // The district sees the room's lessons today, and no conflict anywhere in the demo.
+    let pw = |u: &str| {
+        logins
+            .iter()
+            .find(|l| l.username == u)
+            .unwrap()
+            .password
+            .clone()
+    };
+    let district = w.login_with("district", &pw("district")).await;
+    let today = now.with_timezone(&chrono_tz::Asia::Shanghai).date_naive();
+    let weekday = today.weekday().number_from_monday();
+    let r = w
+        .get(
+            &district,
+            &format!("/api/timetable?from={today}&to={today}"),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(
+        r.json()["conflicts"],
+        json!([]),
+        "the demo has no conflicts"
+    );
+    let rec_series: Vec<String> = r.json()["occurrences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["lead_classroom"]["id"] == demo::RECORDING_CLASSROOM)
+        .map(|o| o["series_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        rec_series.contains(&format!("ser_demo_rec_{weekday}_1")),
+        "{rec_series:?}"
+    );
+    // Period 1 began five minutes ago (unless the day is nearly over).
+    let local = now.with_timezone(&chrono_tz::Asia::Shanghai);
+    if local.hour() * 60 + local.minute() < 23 * 60 + 20 {
+        let r = w
+            .get(
+                &w.login_with("teacher2", &pw("teacher2")).await,
+                &format!("/api/now?classroom_id={}", demo::RECORDING_CLASSROOM),
+            )
+            .await;
+        assert_eq!(
+            r.json()["current"]["series_id"],
+            format!("ser_demo_rec_{weekday}_1")
+        );
+        assert_eq!(r.json()["current"]["teacher"]["name"], "李老师");
+    }
+}
+on_both!(demo_recording_room_has_devices_and_a_lesson_now);

@@ -16,6 +16,8 @@
  *   7. Today .......... teacher / classroom / reviewer: now, next, the day's list, join
  *   8. School admin ... classrooms and devices, bell schedule, accounts
  *   9. District admin . schools, pairings, terms, subjects, the unified week timetable
+ *  9b. Recording ...... 录播教室 (state, previews refreshed every 2 s, start/stop/extend) and
+ *                       课堂实录 (the archive of recorded lessons)
  *  10. Boot ........... GET /api/me, window.duetAdmin (test hooks)
  *
  * Server data only ever reaches the page through textContent / attributes (never innerHTML).
@@ -24,7 +26,9 @@
  *
  * Stable ids for tests: #login-username #login-password #login-submit #logout #join-current
  * (#join-next for a class starting within 10 minutes), [data-occurrence="<series_id>/<date>"],
- * [data-conflict], #conflicts, #add-series-form, #series-submit.
+ * [data-conflict], #conflicts, #add-series-form, #series-submit, [data-classroom] (recording room
+ * cards, with data-state / data-online, [data-cmd] buttons, [data-preview] pictures),
+ * [data-lesson] (archive rows).
  */
 (function () {
   'use strict';
@@ -585,9 +589,9 @@
    * ==================================================================================== */
 
   var TABS = {
-    district_admin: ['schools', 'pairings', 'terms', 'subjects', 'timetable', 'accounts'],
-    school_admin: ['classrooms', 'bells', 'accounts'],
-    teacher: ['today'],
+    district_admin: ['schools', 'pairings', 'terms', 'subjects', 'timetable', 'accounts', 'recording', 'archive'],
+    school_admin: ['classrooms', 'bells', 'accounts', 'recording', 'archive'],
+    teacher: ['today', 'recording', 'archive'],
     classroom: ['today'],
     reviewer: ['today']
   };
@@ -2403,6 +2407,289 @@
       fill(formHost, seriesForm.el);
       if (week.occurrences.length) renderWeek(); // classroom names may now resolve
     });
+  };
+
+  /* ======================================================================================
+   * 9b. Recording classrooms (录播教室): live state, previews and manual control; the archive
+   * ==================================================================================== */
+
+  var REC_POLL_MS = 2000;
+  var REC_STATES = ['idle', 'starting', 'recording', 'finalizing', 'uploading', 'done', 'failed'];
+
+  /** The recording classrooms the caller may see, in school order. */
+  function getRecordingRooms() {
+    return getSchools().then(getAllClassrooms).then(function (list) {
+      return list.filter(function (c) { return c.kind === 'recording'; });
+    });
+  }
+
+  /** HH:MM in Shanghai of an RFC 3339 instant; '' when it does not parse. */
+  function hhmmAt(s) { var ms = Date.parse(s); return isNaN(ms) ? '' : hhmmOf(ms); }
+
+  function fmtGb(bytes) { return (Math.max(0, +bytes || 0) / 1e9).toFixed(1); }
+
+  function fmtBytes(n) {
+    n = +n || 0;
+    if (n >= 1e9) return (n / 1e9).toFixed(2) + ' GB';
+    if (n >= 1e6) return (n / 1e6).toFixed(1) + ' MB';
+    if (n >= 1e3) return (n / 1e3).toFixed(0) + ' KB';
+    return n + ' B';
+  }
+
+  function previewUrl(roomId, sourceId) {
+    return '/api/classrooms/' + enc(roomId) + '/preview/' + enc(sourceId);
+  }
+
+  /**
+   * A preview picture refreshed in place: refresh() asks for a new frame unless the last one is
+   * still loading (a slow school network must not pile up requests); no picture → a placeholder.
+   */
+  function livePreview(roomId, sourceId, big) {
+    var img = h('img', { class: 'rec-img', alt: '', hidden: true });
+    var none = h('div', { class: 'rec-nopic', i18n: 'rec.noPicture' });
+    var box = h('div', { class: 'rec-preview' + (big ? ' rec-preview-big' : ''), data: { preview: sourceId } }, img, none);
+    var loading = false;
+    img.addEventListener('load', function () { loading = false; img.hidden = false; none.hidden = true; });
+    img.addEventListener('error', function () { loading = false; img.hidden = true; none.hidden = false; });
+    box.refresh = function () {
+      if (loading || !box.isConnected) return;
+      loading = true;
+      img.src = previewUrl(roomId, sourceId) + '?t=' + Date.now();
+    };
+    return box;
+  }
+
+  VIEWS.recording = function (view) {
+    var refreshBtn = h('button', { type: 'button', class: 'btn btn-small', id: 'rec-refresh', i18n: 'common.refresh' });
+    var errBox = noticeBox();
+    var grid = h('div', { class: 'rec-grid', id: 'rec-grid' });
+    append(view, h('div', { class: 'view-head' }, h('h1', { i18n: 'rec.title' }), refreshBtn), errBox, grid);
+    var cards = []; // one per room: {room, el, update(statusView), previews()}
+
+    function card(room) {
+      var stateBadge = h('span', { class: 'badge rec-state' });
+      var onlineBadge = h('span', { class: 'badge' });
+      var reported = h('span', { class: 'muted small' });
+      var lessonBox = h('div', { class: 'rec-lesson' });
+      var programme = livePreview(room.id, 'programme', true);
+      var sourcesBox = h('div', { class: 'rec-sources' });
+      var facts = h('div', { class: 'rec-facts' });
+      var cardErr = h('div', { class: 'notice', role: 'alert', hidden: true });
+      var startBtn = h('button', { type: 'button', class: 'btn btn-primary btn-big', data: { cmd: 'start' }, i18n: 'rec.start' });
+      var stopBtn = h('button', { type: 'button', class: 'btn btn-danger btn-big', data: { cmd: 'stop' }, i18n: 'rec.stop' });
+      var extendBtn = h('button', { type: 'button', class: 'btn btn-big', data: { cmd: 'extend' }, i18n: 'rec.extend' });
+      var actions = h('div', { class: 'rec-actions' });
+      function restoreActions() { fill(actions, startBtn, stopBtn, extendBtn); }
+      restoreActions();
+      var el = h('article', { class: 'panel rec-card', data: { classroom: room.id } },
+        h('div', { class: 'rec-head' }, h('h2', { text: classroomName(room) }), stateBadge, onlineBadge, reported),
+        lessonBox,
+        h('div', { class: 'rec-body' },
+          h('div', { class: 'rec-main' }, h('div', { class: 'rec-label', i18n: 'rec.programme' }), programme),
+          h('div', { class: 'rec-side' }, h('div', { class: 'rec-label', i18n: 'rec.sources' }), sourcesBox)),
+        facts, cardErr, actions);
+      var sourceKey = null;
+      var sourcePreviews = [];
+      var busy = false;
+      var last = null;
+
+      function send(body, okKey) {
+        if (busy) return Promise.resolve();
+        busy = true;
+        syncButtons();
+        cardErr.hidden = true;
+        return api('POST', '/api/classrooms/' + enc(room.id) + '/recording', body).then(function () {
+          toastOk(okKey);
+          return load();
+        }, function (err) {
+          notifyError('rec.commandFailed', err, cardErr);
+        }).then(function () { busy = false; syncButtons(); });
+      }
+      startBtn.addEventListener('click', function () { send({ action: 'start' }, 'rec.started'); });
+      extendBtn.addEventListener('click', function () { send({ action: 'extend', minutes: 10 }, 'rec.extended'); });
+      stopBtn.addEventListener('click', function () {
+        confirmInline(actions, 'rec.confirmStop', { name: room.name }, 'rec.stop', function () {
+          return send({ action: 'stop' }, 'rec.stopped');
+        }, restoreActions);
+      });
+
+      /** Start while nothing records; stop and extend while it does; all while the state is unknown. */
+      function syncButtons() {
+        var st = last && last.online && last.status ? last.status.state : null;
+        var active = st === 'starting' || st === 'recording';
+        startBtn.disabled = busy || active || st === 'finalizing';
+        stopBtn.disabled = busy || (st !== null && !active);
+        extendBtn.disabled = busy || (st !== null && !active);
+      }
+
+      function update(v) {
+        last = v || {};
+        var s = last.status && typeof last.status === 'object' ? last.status : null;
+        var st = s && REC_STATES.indexOf(s.state) >= 0 ? s.state : null;
+        stateBadge.className = 'badge rec-state rec-state-' + (st || 'unknown');
+        setKey(stateBadge, s ? (st ? 'rec.state.' + st : 'rec.state.unknown') : 'rec.neverReported');
+        el.setAttribute('data-state', st || '');
+        el.setAttribute('data-online', last.online ? 'true' : 'false');
+        onlineBadge.className = 'badge ' + (last.online ? 'badge-on' : 'badge-off');
+        setKey(onlineBadge, last.online ? 'rec.online' : 'rec.offline');
+        fill(reported, last.reported_at ? h('span', { i18n: 'rec.reportedAt', vars: { time: hhmmAt(last.reported_at) } }) : null);
+        var lesson = s && s.lesson && typeof s.lesson === 'object' ? s.lesson : null;
+        if (lesson) {
+          fill(lessonBox, h('span', { class: 'k', i18n: 'rec.lesson' }), ' ',
+            h('strong', { text: String(lesson.title || '') }), ' ',
+            h('span', { class: 'rec-times', i18n: 'rec.lessonTime', vars: { start: hhmmAt(lesson.start), end: hhmmAt(lesson.end) } }),
+            lesson.teacher ? h('span', { class: 'muted', text: ' · ' + lesson.teacher }) : null);
+        } else {
+          fill(lessonBox, h('span', { class: 'muted', i18n: 'rec.noLesson' }));
+        }
+        var sources = arr(s && s.sources).filter(function (x) { return x && x.id != null; });
+        var key = sources.map(function (x) { return x.id; }).join('|');
+        if (key !== sourceKey) {
+          sourceKey = key;
+          sourcePreviews = [];
+          empty(sourcesBox);
+          if (!sources.length) append(sourcesBox, h('div', { class: 'muted', i18n: 'rec.noSources' }));
+          sources.forEach(function (x) {
+            var p = livePreview(room.id, String(x.id), false);
+            sourcePreviews.push(p);
+            append(sourcesBox, h('div', { class: 'rec-source', data: { source: String(x.id) } },
+              p, h('div', { class: 'rec-source-line' }, h('span', { class: 'rec-source-label' }), h('span', { class: 'badge rec-src-state' }))));
+          });
+        }
+        sources.forEach(function (x, i) {
+          var row = sourcesBox.children[i];
+          if (!row) return;
+          fill(row.querySelector('.rec-source-label'), h('span', { text: String(x.label || x.id) }));
+          var badge = row.querySelector('.rec-src-state');
+          var known = L.has('rec.src.' + x.state);
+          badge.className = 'badge rec-src-state rec-src-' + String(x.state || '').toLowerCase();
+          if (known) setKey(badge, 'rec.src.' + x.state); else fill(badge, h('span', { text: String(x.state || '') }));
+        });
+        fill(facts,
+          s && s.free_disk_bytes != null ? h('span', { class: 'rec-fact', i18n: 'rec.disk', vars: { gb: fmtGb(s.free_disk_bytes) } }) : null,
+          s && s.pending_uploads != null ? h('span', { class: 'rec-fact', i18n: 'rec.pending', vars: { n: +s.pending_uploads || 0 } }) : null,
+          s && s.reason ? h('span', { class: 'rec-fact', i18n: 'rec.reason', vars: { text: String(s.reason) } }) : null,
+          s && s.last_error ? h('span', { class: 'rec-fact rec-error', i18n: 'rec.lastError', vars: { text: String(s.last_error) } }) : null);
+        syncButtons();
+      }
+
+      function load() {
+        return api('GET', '/api/classrooms/' + enc(room.id) + '/recorder-status').then(update, function (err) {
+          if (!err.handled) { fill(cardErr, errorLine('rec.loadFailed', err)); cardErr.hidden = false; }
+        });
+      }
+
+      function previews() {
+        programme.refresh();
+        sourcePreviews.forEach(function (p) { p.refresh(); });
+      }
+
+      update(null);
+      return { el: el, load: load, previews: previews };
+    }
+
+    function tick() {
+      cards.forEach(function (c) { c.load(); c.previews(); });
+    }
+
+    function init() {
+      refreshBtn.disabled = true;
+      getRecordingRooms().then(function (rooms) {
+        errBox.hidden = true;
+        cards = rooms.map(card);
+        empty(grid);
+        if (!rooms.length) append(grid, h('p', { class: 'empty', i18n: 'rec.none' }));
+        cards.forEach(function (c) { append(grid, c.el); });
+        tick();
+      }, function (err) { notifyError('rec.loadFailed', err, errBox); }).then(function () { refreshBtn.disabled = false; });
+    }
+    refreshBtn.addEventListener('click', init);
+    init();
+    state.timers.push(setInterval(tick, REC_POLL_MS));
+  };
+
+  /* ---- 课堂实录 (the archive of recorded lessons) ---- */
+
+  VIEWS.archive = function (view) {
+    var fromIn = h('input', { class: 'input input-small', id: 'archive-from', type: 'date', value: addDays(todayStr(), -30) });
+    var toIn = h('input', { class: 'input input-small', id: 'archive-to', type: 'date', value: todayStr() });
+    var searchBtn = h('button', { type: 'submit', class: 'btn btn-primary', id: 'archive-search', i18n: 'archive.search' });
+    var form = h('form', { class: 'toolbar', id: 'archive-form', novalidate: true },
+      h('label', { class: 'inline-label', for: 'archive-from', i18n: 'archive.from' }), fromIn,
+      h('label', { class: 'inline-label', for: 'archive-to', i18n: 'archive.to' }), toIn, searchBtn);
+    var errBox = noticeBox();
+    var count = h('div', { class: 'muted', id: 'archive-count' });
+    var body = h('tbody', { id: 'archive-rows' });
+    var cols = ['title', 'classroom', 'teacher', 'subject', 'when', 'duration', 'parts', 'gaps', 'files'];
+    var table = h('table', { class: 'table archive-table' },
+      h('thead', null, h('tr', null, cols.map(function (c) { return h('th', { i18n: 'archive.col.' + c }); }))), body);
+    append(view, h('div', { class: 'view-head' }, h('h1', { i18n: 'archive.title' })), form, errBox, count,
+      h('div', { class: 'panel table-wrap' }, table));
+
+    function when(l) {
+      var startMs = Date.parse(l.started_at);
+      var p = isNaN(startMs) ? null : shanghaiParts(new Date(startMs));
+      var date = l.date || (p ? p.year + '-' + p.month + '-' + p.day : '');
+      return h('span', null, h('span', { text: date + ' ' + hhmmAt(l.started_at) + '–' + hhmmAt(l.ended_at) + ' ' }),
+        l.period != null ? h('span', { class: 'muted', i18n: 'archive.period', vars: { n: l.period } }) : null);
+    }
+
+    function gaps(list) {
+      list = arr(list);
+      if (!list.length) return h('span', { class: 'muted', i18n: 'archive.noGaps' });
+      return h('details', null, h('summary', { i18n: 'archive.gapCount', vars: { n: list.length } }),
+        h('ul', { class: 'plain-list' }, list.map(function (g) {
+          var who = g.source_id != null ? h('span', { text: String(g.source_id) }) : h('span', { i18n: 'archive.gapWhole' });
+          return h('li', null, who, h('span', { text: ' ' + hhmmAt(g.from) + '–' + hhmmAt(g.to) + ' ' + String(g.reason || '') }));
+        })));
+    }
+
+    function files(list) {
+      return h('ul', { class: 'plain-list small' }, arr(list).map(function (f) {
+        return h('li', { text: String(f.name || '') + ' · ' + fmtBytes(f.bytes) });
+      }));
+    }
+
+    function render(list) {
+      empty(body);
+      fill(count, h('span', { i18n: 'archive.count', vars: { n: list.length } }));
+      if (!list.length) {
+        append(body, h('tr', null, h('td', { class: 'empty-cell', colspan: String(cols.length), i18n: 'archive.none' })));
+        return;
+      }
+      list.forEach(function (l) {
+        var mins = Math.round((Date.parse(l.ended_at) - Date.parse(l.started_at)) / 60000);
+        append(body, h('tr', { data: { lesson: l.id } },
+          h('td', { class: 'strong', text: String(l.title || '') }),
+          h('td', { text: classroomName(l.classroom_id) }),
+          h('td', { text: String(l.teacher || '') }),
+          h('td', { text: String(l.subject || '') }),
+          h('td', null, when(l)),
+          h('td', { i18n: 'archive.minutes', vars: { m: isNaN(mins) ? '?' : mins } }),
+          h('td', { text: String(l.parts == null ? '' : l.parts) }),
+          h('td', null, gaps(l.gaps)),
+          h('td', null, files(l.files))));
+      });
+    }
+
+    function load() {
+      var from = fromIn.value.trim();
+      var to = toIn.value.trim();
+      if (!validDate(from) || !validDate(to) || to < from) {
+        fill(errBox, h('span', { i18n: 'archive.badRange' }));
+        errBox.hidden = false;
+        return;
+      }
+      errBox.hidden = true;
+      searchBtn.disabled = true;
+      // Classroom names first (for the table), then the lessons.
+      getSchools().then(getAllClassrooms).catch(function () { return []; }).then(function () {
+        return api('GET', '/api/lessons?from=' + enc(from) + '&to=' + enc(to));
+      }).then(function (list) { render(arr(list)); }, function (err) { notifyError('archive.loadFailed', err, errBox); })
+        .then(function () { searchBtn.disabled = false; });
+    }
+    form.addEventListener('submit', function (ev) { ev.preventDefault(); load(); });
+    load();
   };
 
   /* ======================================================================================

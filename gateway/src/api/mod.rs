@@ -6,6 +6,8 @@
 //! - [`org`]: schools, classrooms, bells, accounts, machine tokens.
 //! - [`district`]: subjects, terms, pairings.
 //! - [`timetable`]: series, exceptions, week view with conflicts, now/next, iCal, join, attendance.
+//! - [`recording`]: recording classrooms: recorder status, the lesson archive, manual control,
+//!   previews and director events.
 //! - [`openapi`]: the route table and `/api/openapi.json`.
 //!
 //! Every handler describes the resource it touches and asks [`crate::policy::authorize`]; errors
@@ -15,6 +17,7 @@ pub mod auth;
 pub mod district;
 pub mod openapi;
 pub mod org;
+pub mod recording;
 pub mod session;
 pub mod timetable;
 

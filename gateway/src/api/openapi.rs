@@ -2,10 +2,11 @@
 //! from the table (`GET /api/openapi.json`). A test checks that every route in the table answers
 //! (is routed) so the document cannot list an endpoint that does not exist.
 
-use super::{district, org, session, timetable};
+use super::{district, org, recording, session, timetable};
 use crate::app::AppState;
 use axum::Router;
-use axum::routing::{get, patch, post};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, patch, post, put};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
@@ -184,6 +185,54 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "Who joined a lesson and when",
         "in scope"
     ),
+    ep!(
+        "put",
+        "/api/classrooms/{id}/recorder-status",
+        "Report a recording classroom's recorder state (JSON object with `state`, at most 64 KiB)",
+        "its machine token, district admin"
+    ),
+    ep!(
+        "get",
+        "/api/classrooms/{id}/recorder-status",
+        "The recorder's last report, when it came, and whether it is online (within 30 s)",
+        "in scope: district admin, school admin, teachers of the school"
+    ),
+    ep!(
+        "post",
+        "/api/classrooms/{id}/recording",
+        "Start, stop or extend recording now (forwarded to the recorder)",
+        "district admin, school admin, teachers of the school"
+    ),
+    ep!(
+        "get",
+        "/api/classrooms/{id}/preview/{source_id}",
+        "Latest JPEG preview of a source (`programme` for the programme)",
+        "in scope: district admin, school admin, teachers of the school"
+    ),
+    ep!(
+        "post",
+        "/api/classrooms/{id}/director-events",
+        "Inject an auto-director event (forwarded to the recorder)",
+        "district admin, school admin, teachers of the school"
+    ),
+    ep!(
+        "post",
+        "/api/lessons",
+        "Register a recorded lesson; idempotent by id (201, then 200 for the same content, 409 for different content)",
+        "the classroom's machine token, district admin"
+    ),
+    ep!(
+        "get",
+        "/api/lessons",
+        "Recorded lessons in scope, newest first (school_id, classroom_id, from, to)",
+        "in scope: district admin, school admin, teachers of the school, machine tokens"
+    ),
+    ep!(
+        "get",
+        "/api/lessons/{id}",
+        "One recorded lesson",
+        "in scope"
+    ),
     ep!("get", "/api/openapi.json", "This document", "anyone"),
 ];
 
@@ -241,6 +290,26 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/api/join", post(timetable::join))
         .route("/api/attendance", get(timetable::attendance))
+        .route(
+            "/api/classrooms/{id}/recorder-status",
+            put(recording::put_recorder_status)
+                .layer(DefaultBodyLimit::max(recording::MAX_STATUS_BYTES))
+                .get(recording::get_recorder_status),
+        )
+        .route("/api/classrooms/{id}/recording", post(recording::command))
+        .route(
+            "/api/classrooms/{id}/preview/{source_id}",
+            get(recording::preview),
+        )
+        .route(
+            "/api/classrooms/{id}/director-events",
+            post(recording::director_event),
+        )
+        .route(
+            "/api/lessons",
+            get(recording::list_lessons).post(recording::register_lesson),
+        )
+        .route("/api/lessons/{id}", get(recording::get_lesson))
         .route(
             "/api/openapi.json",
             get(|| async { axum::Json(document()) }),

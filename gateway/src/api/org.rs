@@ -214,6 +214,9 @@ pub mod duet_hardware_device {
         /// `visca_ip` or `onvif`.
         #[serde(default)]
         pub ptz: Option<String>,
+        /// What it shows, for people (教师特写); recorders name their sources with it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub label: Option<String>,
     }
 }
 
@@ -232,6 +235,18 @@ fn devices_json(devices: Vec<duet_hardware_device::Device>) -> Result<serde_json
             return Err(ApiError::invalid(
                 "devices",
                 "device id 1..64 and source up to 512 characters",
+            ));
+        }
+        if let Some(label) = &d.label
+            && (label.chars().count() > super::MAX_NAME_CHARS
+                || label.chars().any(char::is_control))
+        {
+            return Err(ApiError::invalid(
+                "devices",
+                format!(
+                    "a device label has at most {} characters",
+                    super::MAX_NAME_CHARS
+                ),
             ));
         }
     }

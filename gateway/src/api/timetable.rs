@@ -585,11 +585,23 @@ pub async fn create_series(
         .get_classroom(&b.lead_classroom_id)
         .await
         .map_err(|_| ApiError::invalid("lead_classroom_id", "no such classroom"))?;
-    if lead.kind != crate::store::ClassroomKind::Lead {
-        return Err(ApiError::invalid(
-            "lead_classroom_id",
-            "this classroom cannot lead a class (kind is not lead)",
-        ));
+    // A lead classroom leads paired classes; a recording classroom (录播教室) has its own lessons,
+    // timetabled so its recorder follows them, with nobody receiving.
+    match lead.kind {
+        crate::store::ClassroomKind::Lead => {}
+        crate::store::ClassroomKind::Recording if b.receiving_classroom_ids.is_empty() => {}
+        crate::store::ClassroomKind::Recording => {
+            return Err(ApiError::invalid(
+                "receiving_classroom_ids",
+                "录播教室的课没有接收课堂 / a recording classroom's lesson has no receiving classrooms",
+            ));
+        }
+        crate::store::ClassroomKind::Receiving => {
+            return Err(ApiError::invalid(
+                "lead_classroom_id",
+                "this classroom cannot lead a class (kind is not lead)",
+            ));
+        }
     }
     for c in &b.receiving_classroom_ids {
         s.store.get_classroom(c).await.map_err(|_| {

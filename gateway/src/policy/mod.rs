@@ -8,9 +8,13 @@
 //!   reads the district's terms, subjects and the pairings and classes their school is part of;
 //! - a teacher reads their school and their own classes, and joins them;
 //! - a classroom login reads and joins the classes of its classroom;
-//! - a reviewer sees only what is shared with them (nothing in the timetable);
+//! - a reviewer sees only what is shared with them (nothing in the timetable, no recordings);
 //! - a machine token (recorder agent, integration) reads timetables and calendars of its school
-//!   or district and reports attendance.
+//!   or district and reports attendance;
+//! - a recording classroom's recorder and archive ([`Resource::Recording`]): its machine token
+//!   reports the recorder's state and registers lessons (create) and reads them; the school's
+//!   admin and teachers watch (read) and control it — start, stop, extend, director events
+//!   (update); the district admin does everything.
 //!
 //! Pure: no I/O, no clock. Tested by a matrix of every role against every resource kind and action.
 
@@ -191,6 +195,17 @@ pub enum Resource<'a> {
         /// The district.
         district: &'a str,
     },
+    /// A recording classroom's (录播教室) recorder — its reported state, previews, manual control —
+    /// and its recorded lessons (课堂实录). Read: see; Create: report state, register lessons;
+    /// Update: control the recorder.
+    Recording {
+        /// The recording classroom.
+        classroom: &'a str,
+        /// Its school.
+        school: &'a str,
+        /// Its district.
+        district: &'a str,
+    },
 }
 
 /// Access refused; the message is safe to show.
@@ -272,6 +287,9 @@ fn allowed(p: &Principal, action: Action, r: &Resource<'_>) -> bool {
             action == A::Read && in_district(district) && school.is_some_and(my_school)
         }
         (R::SchoolAdmin, Resource::Attendance { .. }) => false,
+        (R::SchoolAdmin | R::Teacher, Resource::Recording { school, .. }) => {
+            my_school(school) && matches!(action, A::Read | A::Update)
+        }
 
         (R::Teacher, Resource::District { id }) => in_district(id) && action == A::Read,
         (R::Teacher, Resource::School { id, .. }) => my_school(id) && action == A::Read,
@@ -310,8 +328,21 @@ fn allowed(p: &Principal, action: Action, r: &Resource<'_>) -> bool {
         ) => {
             action == A::Read && (my_school(school) || p.school.is_none() && in_district(district))
         }
+        // A recorder finds its classrooms through their school.
+        (R::Machine, Resource::School { id, district }) => {
+            action == A::Read && (my_school(id) || p.school.is_none() && in_district(district))
+        }
         (R::Machine, Resource::Attendance { district }) => {
             in_district(district) && matches!(action, A::Create | A::Read)
+        }
+        (
+            R::Machine,
+            Resource::Recording {
+                school, district, ..
+            },
+        ) => {
+            matches!(action, A::Create | A::Read)
+                && (my_school(school) || p.school.is_none() && in_district(district))
         }
 
         _ => false,
@@ -328,7 +359,8 @@ fn district_of<'a>(r: &Resource<'a>) -> &'a str {
         | Resource::Pairing { district, .. }
         | Resource::Class { district, .. }
         | Resource::AuditLog { district, .. }
-        | Resource::Attendance { district } => district,
+        | Resource::Attendance { district }
+        | Resource::Recording { district, .. } => district,
     }
 }
 

@@ -154,6 +154,30 @@ fn authorization_matrix() {
         ),
         ("attendance d1", Resource::Attendance { district: "d1" }),
         ("attendance d2", Resource::Attendance { district: "d2" }),
+        (
+            "recording r1 (s1)",
+            Resource::Recording {
+                classroom: "r1",
+                school: "s1",
+                district: "d1",
+            },
+        ),
+        (
+            "recording r2 (s2)",
+            Resource::Recording {
+                classroom: "r2",
+                school: "s2",
+                district: "d1",
+            },
+        ),
+        (
+            "recording r3 (s3)",
+            Resource::Recording {
+                classroom: "r3",
+                school: "s3",
+                district: "d2",
+            },
+        ),
     ];
     let principals = [
         (
@@ -202,61 +226,61 @@ fn authorization_matrix() {
         ),
     ];
     // One column per resource above, in order.
-    let expected: [(&str, [&str; 19]); 8] = [
+    let expected: [(&str, [&str; 22]); 8] = [
         (
             "district admin d1",
             [
                 "RU", "-", "RCUD", "RCUD", "-", "RCUD", "-", "RCUD", "RCUD", "-", "RCUD", "-",
-                "RCUD", "RCUDJ", "-", "RCUD", "RCUD", "R", "-",
+                "RCUD", "RCUDJ", "-", "RCUD", "RCUD", "R", "-", "RCUD", "RCUD", "-",
             ],
         ),
         (
             "school admin s2",
             [
                 "R", "-", "-", "RU", "-", "RCUD", "-", "RCUD", "-", "-", "R", "-", "R", "RJ", "-",
-                "R", "-", "-", "-",
+                "R", "-", "-", "-", "-", "RU", "-",
             ],
         ),
         (
             "teacher t1 (s1)",
             [
                 "R", "-", "R", "-", "-", "-", "-", "-", "-", "-", "R", "-", "-", "RJ", "-", "-",
-                "-", "-", "-",
+                "-", "-", "-", "RU", "-", "-",
             ],
         ),
         (
             "teacher t9 (s1)",
             [
                 "R", "-", "R", "-", "-", "-", "-", "-", "-", "-", "R", "-", "-", "-", "-", "-",
-                "-", "-", "-",
+                "-", "-", "-", "RU", "-", "-",
             ],
         ),
         (
             "classroom c2",
             [
                 "-", "-", "-", "R", "-", "R", "-", "-", "-", "-", "-", "-", "-", "RJ", "-", "-",
-                "-", "-", "-",
+                "-", "-", "-", "-", "-", "-",
             ],
         ),
         (
             "reviewer d1",
             [
                 "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-",
-                "-", "-", "-",
+                "-", "-", "-", "-", "-", "-",
             ],
         ),
         (
             "machine s1",
             [
-                "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "R", "-", "-",
-                "-", "RC", "-",
+                "-", "-", "R", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "R", "-", "-",
+                "-", "RC", "-", "RC", "-", "-",
             ],
         ),
         (
             "machine d1",
             [
-                "-", "-", "-", "-", "-", "R", "-", "-", "-", "-", "-", "-", "-", "R", "-", "-",
-                "-", "RC", "-",
+                "-", "-", "R", "R", "-", "R", "-", "-", "-", "-", "-", "-", "-", "R", "-", "-",
+                "-", "RC", "-", "RC", "RC", "-",
             ],
         ),
     ];

@@ -59,6 +59,7 @@
 //! - [`series`]: class series with receivers, and their exceptions.
 //! - [`idempotency`]: stored responses of idempotent requests.
 //! - [`attendance`]: who joined which lesson, when.
+//! - [`recording`]: recording classrooms: the recorders' last reports and the lesson archive.
 
 pub mod accounts;
 pub mod attendance;
@@ -70,6 +71,7 @@ pub mod idempotency;
 pub mod kinds;
 pub mod org;
 pub mod pairings;
+pub mod recording;
 pub mod series;
 #[cfg(test)]
 mod tests;
@@ -90,6 +92,7 @@ pub use idempotency::IdempotencyRow;
 pub use kinds::{ClassroomKind, ExceptionKind, PairingScope, Role, SchoolKind, TermDayKind};
 pub use org::{ClassroomRow, DistrictRow, SchoolRow};
 pub use pairings::PairingRow;
+pub use recording::{LessonFilter, LessonRow, RecorderStatusRow};
 pub use series::{ExceptionRow, SeriesRow};
 
 /// Migrations in `gateway/migrations/`, embedded in the binary; the same files for both backends.
@@ -312,6 +315,8 @@ pub mod id_prefix {
     pub const SERIES: &str = "ser";
     /// [`super::AttendanceRow`].
     pub const ATTENDANCE: &str = "att";
+    /// [`super::LessonRow`] (chosen by the recorder, which uses this prefix).
+    pub const LESSON: &str = "les";
 }
 
 /// A new id: `prefix`, `_`, and 16 random lowercase base32 characters (80 bits), e.g.
