@@ -2,7 +2,8 @@
 # Installs what Duet needs on Debian 12, idempotently. Run as root.
 #
 #   deploy/install-deps.sh           build and run `duet up`
-#   deploy/install-deps.sh --test    also what the test suite needs (Chromium, iproute2, the Pango overlays)
+#   deploy/install-deps.sh --test    also what the test suite needs (Chromium, iproute2, the Pango overlays,
+#                                    moto_server as the S3-compatible endpoint of the delivery tests)
 #
 # Packages already present are left alone; a second run installs nothing.
 set -euo pipefail
@@ -20,11 +21,16 @@ packages=(pkg-config ca-certificates
   # GStreamer: the recorder's capture, mixing and encoding, and the simulated RTSP cameras.
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev libgstrtspserver-1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
-  gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-rtsp)
+  gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-rtsp
+  # FFmpeg 5.1 for ffmpeg-next (the recorder's delivery remuxes programmes to MP4); clang for its bindgen.
+  clang libavcodec-dev libavformat-dev libavutil-dev libavfilter-dev libavdevice-dev libswscale-dev
+  libswresample-dev)
 if [ "$want_test" = 1 ]; then
   # chromium: the real WebRTC peer of the browser tests; iproute2: their private network namespace;
   # gstreamer1.0-x: the Pango overlays (clockoverlay) that label the simulated RTSP cameras' picture.
-  packages+=(chromium iproute2 gstreamer1.0-x)
+  # python3-venv: a private virtualenv for moto_server (Debian 12 has no python3-moto package, and
+  # its system pip refuses to install outside a venv, PEP 668).
+  packages+=(chromium iproute2 gstreamer1.0-x python3-venv)
 fi
 
 missing=()
@@ -42,6 +48,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# moto_server: the S3-compatible server the recorder's delivery tests start on 127.0.0.1.
+moto_venv=/opt/duet-test/moto
+if [ "$want_test" = 1 ] && ! command -v moto_server >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: need root to install moto_server into $moto_venv" >&2
+    exit 1
+  fi
+  echo "install-deps: installing moto_server (pip, into $moto_venv)"
+  python3 -m venv "$moto_venv"
+  "$moto_venv/bin/pip" install -q 'moto[server]>=5,<6'
+  ln -sf "$moto_venv/bin/moto_server" /usr/local/bin/moto_server
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -4,7 +4,9 @@
 //! attached to, and the thread that runs that loop. The video is `videotestsrc is-live=true` with
 //! a `clockoverlay` that shows the camera's label and the wall-clock time, pinned to I420 and
 //! encoded by `x264enc tune=zerolatency key-int-max=30 speed-preset=ultrafast` (a keyframe at least
-//! every 30 frames, so a client that (re)connects gets a picture within ~1.2 s).
+//! every 30 frames, so a client that (re)connects gets a picture within ~1.2 s). The pattern is
+//! configurable (cameras of one room can then be told apart in a recorded programme), and a camera
+//! may also serve audio (AAC, `mpeg4-generic`), as IP cameras with a microphone input do.
 //!
 //! Invariants:
 //! - The launch string is a constant. The label is user input and never enters it: it is set as
@@ -37,22 +39,28 @@ use gstreamer::prelude::*;
 use gstreamer_rtsp_server as rtsp;
 use gstreamer_rtsp_server::prelude::*;
 
-/// The media pipeline of every simulated camera. Constant: see the module invariants.
-const LAUNCH: &str = "( videotestsrc is-live=true pattern=ball \
+/// The video branch of every simulated camera. Constant: see the module invariants.
+const VIDEO: &str = "videotestsrc name=src is-live=true pattern=ball \
     ! capsfilter name=size \
     ! clockoverlay name=label halignment=left valignment=top shaded-background=true \
       font-desc=\"Sans 28\" time-format=\"%Y-%m-%d %H:%M:%S\" \
     ! videoconvert ! video/x-raw,format=I420 \
     ! x264enc tune=zerolatency key-int-max=30 speed-preset=ultrafast bitrate=2000 \
-    ! rtph264pay name=pay0 pt=96 config-interval=1 )";
+    ! rtph264pay name=pay0 pt=96 config-interval=1";
 
-/// [`LAUNCH`] without the overlay, for machines without GStreamer's Pango plugin
+/// [`VIDEO`] without the overlay, for machines without GStreamer's Pango plugin
 /// (`gstreamer1.0-x` on Debian): the label then appears only in the logs.
-const LAUNCH_WITHOUT_OVERLAY: &str = "( videotestsrc is-live=true pattern=ball \
+const VIDEO_WITHOUT_OVERLAY: &str = "videotestsrc name=src is-live=true pattern=ball \
     ! capsfilter name=size \
     ! videoconvert ! video/x-raw,format=I420 \
     ! x264enc tune=zerolatency key-int-max=30 speed-preset=ultrafast bitrate=2000 \
-    ! rtph264pay name=pay0 pt=96 config-interval=1 )";
+    ! rtph264pay name=pay0 pt=96 config-interval=1";
+
+/// The audio branch of a camera with a microphone: a tick every second, AAC (as IP cameras
+/// with an audio input send it), RTP `mpeg4-generic`.
+const AUDIO: &str = " audiotestsrc is-live=true wave=ticks volume=0.5 \
+    ! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=1 \
+    ! avenc_aac bitrate=64000 ! rtpmp4gpay name=pay1 pt=97";
 
 /// The path the camera is served under.
 pub const MOUNT_PATH: &str = "/cam";
@@ -73,6 +81,11 @@ pub struct RtspSimConfig {
     pub height: u32,
     /// Frames per second.
     pub framerate: u32,
+    /// What the picture shows: a `videotestsrc` pattern by its nick (`ball`, `smpte`, `red`,
+    /// `green`, `blue`, `white`, `snow`, …), so tests can tell cameras apart in a programme.
+    pub pattern: String,
+    /// Also serve an audio stream (a tick a second, AAC), like a camera with a microphone input.
+    pub audio: bool,
 }
 
 impl RtspSimConfig {
@@ -84,6 +97,8 @@ impl RtspSimConfig {
             width: 1280,
             height: 720,
             framerate: 25,
+            pattern: "ball".to_owned(),
+            audio: false,
         }
     }
 }
@@ -146,11 +161,24 @@ impl RtspCameraSim {
         server.set_service(&config.port.to_string());
 
         let factory = rtsp::RTSPMediaFactory::new();
-        if gst::ElementFactory::find("clockoverlay").is_some() {
-            factory.set_launch(LAUNCH);
+        let video = if gst::ElementFactory::find("clockoverlay").is_some() {
+            VIDEO
         } else {
             tracing::warn!("clockoverlay missing (install gstreamer1.0-x): serving without label");
-            factory.set_launch(LAUNCH_WITHOUT_OVERLAY);
+            VIDEO_WITHOUT_OVERLAY
+        };
+        let audio = if config.audio { AUDIO } else { "" };
+        factory.set_launch(&["( ", video, audio, " )"].concat());
+        // Refuse an unknown pattern now, not in the server thread when a client connects.
+        let probe_src = gst::ElementFactory::make("videotestsrc")
+            .build()
+            .map_err(|_| RtspSimError::InvalidConfig("videotestsrc missing"))?;
+        let known_pattern = probe_src
+            .find_property("pattern")
+            .and_then(|p| p.downcast::<glib::ParamSpecEnum>().ok())
+            .is_some_and(|p| p.enum_class().value_by_nick(&config.pattern).is_some());
+        if !known_pattern {
+            return Err(RtspSimError::InvalidConfig("pattern"));
         }
         factory.set_shared(true);
         let positive = |value: u32, what: &'static str| {
@@ -168,6 +196,7 @@ impl RtspCameraSim {
             )
             .build();
         let label = config.label.clone();
+        let pattern = config.pattern.clone();
         factory.connect_media_configure(move |_factory, media| {
             let Ok(bin) = media.element().downcast::<gst::Bin>() else {
                 tracing::error!("media element is not a bin; launch string changed?");
@@ -178,6 +207,9 @@ impl RtspCameraSim {
             }
             if let Some(overlay) = bin.by_name("label") {
                 overlay.set_property("text", &label);
+            }
+            if let Some(src) = bin.by_name("src") {
+                src.set_property_from_str("pattern", &pattern);
             }
         });
         server
@@ -383,6 +415,12 @@ mod tests {
         assert!(matches!(
             RtspCameraSim::start_with(zero),
             Err(RtspSimError::InvalidConfig("framerate"))
+        ));
+        let mut unknown_pattern = config.clone();
+        unknown_pattern.pattern = "ball ! fakesink".into();
+        assert!(matches!(
+            RtspCameraSim::start_with(unknown_pattern),
+            Err(RtspSimError::InvalidConfig("pattern"))
         ));
         let cam = RtspCameraSim::start_with(config).unwrap();
         assert!(cam.url().starts_with("rtsp://127.0.0.1:"));

@@ -42,8 +42,8 @@ pub mod supervisor;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use probe::{MediaInfo, VideoCodec, probe, scan_duration};
-pub use source::{Ending, RecordedFile, SourceRecorder};
+pub use probe::{AudioInfo, MediaInfo, VideoCodec, probe, probe_duration, scan_duration};
+pub use source::{Ending, Feed, MediaKind, RecordedFile, SourceOptions, SourceRecorder};
 
 /// What went wrong in capture. URLs in it are already redacted.
 #[derive(Debug, thiserror::Error)]

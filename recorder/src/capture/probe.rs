@@ -52,10 +52,23 @@ pub struct MediaInfo {
     pub width: u32,
     /// Height of the first video stream, in pixels.
     pub height: u32,
+    /// The first audio stream, if any.
+    pub audio: Option<AudioInfo>,
 }
 
-/// Reads `path`'s duration, video codec and frame size. Blocking (up to [`PROBE_TIMEOUT`]).
-pub fn probe(path: &Path) -> Result<MediaInfo, CaptureError> {
+/// The first audio stream of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioInfo {
+    /// GStreamer caps name, e.g. `audio/mpeg` (AAC).
+    pub caps_name: String,
+    /// Sample rate in Hz.
+    pub rate: u32,
+    /// Channels.
+    pub channels: u32,
+}
+
+/// Runs the discoverer on `path`. Blocking (up to [`PROBE_TIMEOUT`]).
+fn discover(path: &Path) -> Result<pbutils::DiscovererInfo, CaptureError> {
     let fail = |reason: String| CaptureError::Probe {
         path: path.to_owned(),
         reason,
@@ -67,9 +80,30 @@ pub fn probe(path: &Path) -> Result<MediaInfo, CaptureError> {
         gst::ClockTime::try_from(PROBE_TIMEOUT).expect("a 10 s timeout fits a ClockTime"),
     )
     .map_err(|e| fail(e.to_string()))?;
-    let info = discoverer
+    discoverer
         .discover_uri(&uri)
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// Reads `path`'s duration alone, whatever streams it holds. Blocking (up to [`PROBE_TIMEOUT`]).
+pub fn probe_duration(path: &Path) -> Result<Duration, CaptureError> {
+    discover(path)?
+        .duration()
+        .map(Into::into)
+        .ok_or_else(|| CaptureError::Probe {
+            path: path.to_owned(),
+            reason: "no duration".to_owned(),
+        })
+}
+
+/// Reads `path`'s duration, video codec and frame size, and its audio stream if any. Blocking
+/// (up to [`PROBE_TIMEOUT`]).
+pub fn probe(path: &Path) -> Result<MediaInfo, CaptureError> {
+    let fail = |reason: String| CaptureError::Probe {
+        path: path.to_owned(),
+        reason,
+    };
+    let info = discover(path)?;
     let duration = info
         .duration()
         .ok_or_else(|| fail("no duration".to_owned()))?;
@@ -82,11 +116,20 @@ pub fn probe(path: &Path) -> Result<MediaInfo, CaptureError> {
         .caps()
         .and_then(|caps| caps.structure(0).map(|s| s.name().to_string()))
         .ok_or_else(|| fail("video stream without caps".to_owned()))?;
+    let audio = info.audio_streams().into_iter().next().map(|a| AudioInfo {
+        caps_name: a
+            .caps()
+            .and_then(|caps| caps.structure(0).map(|s| s.name().to_string()))
+            .unwrap_or_default(),
+        rate: a.sample_rate(),
+        channels: a.channels(),
+    });
     Ok(MediaInfo {
         duration: duration.into(),
         video_codec: VideoCodec::from_caps_name(&codec_name),
         width: video.width(),
         height: video.height(),
+        audio,
     })
 }
 

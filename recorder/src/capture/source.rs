@@ -1,12 +1,21 @@
-//! [`SourceRecorder`]: one RTSP H.264 source recorded to one Matroska file, without transcoding.
+//! [`SourceRecorder`]: one RTSP source recorded to one Matroska file, without transcoding, and
+//! optionally decoded into a *feed* for the programme mixer and the previews.
 //!
 //! Owns one pipeline, built with element builders because its shape depends on the source (the
-//! RTSP stream's pad appears only once the server has described it):
+//! RTSP stream's pad appears only once the server has described it) and on the options:
 //!
 //! ```text
-//! rtspsrc (latency 200 ms, RTP over TCP, H.264 video streams only)
-//!   ~pad-added~> rtph264depay ! h264parse ! matroskamux (offset-to-zero) ! filesink
+//! video: rtspsrc (latency 200 ms, RTP over TCP, H.264 video streams only)
+//!          ~pad-added~> rtph264depay ! h264parse ! tee ! queue ! matroskamux ! filesink
+//!          tee. ! queue (leaky) ! avdec_h264 ! videoconvert ! videoscale ! videorate
+//!               ! video/x-raw,format=I420,WxH,F ! intervideosink channel=…      (with a feed)
+//! audio: rtspsrc (AAC `mpeg4-generic` streams only)
+//!          ~pad-added~> rtpmp4gdepay ! aacparse ! tee ! queue ! matroskamux ! filesink
+//!          tee. ! queue (leaky) ! avdec_aac ! audioconvert ! audioresample
+//!               ! audio/x-raw,rate=48000,channels=2 ! interaudiosink channel=…  (with a feed)
 //! ```
+//!
+//! The feed branch is leaky: a slow decoder drops frames from the feed, never from the file.
 //!
 //! and the thread that reads its bus. The bus thread turns messages into the recorder's
 //! `Status`; the first buffer reaching the file marks the recording as started.
@@ -28,7 +37,7 @@ use std::time::{Duration, Instant};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-use super::{CaptureError, probe, redact};
+use super::{CaptureError, probe_duration, redact};
 
 /// How long [`SourceRecorder::stop`] waits for EOS to reach the file.
 pub const EOS_DEADLINE: Duration = Duration::from_secs(5);
@@ -140,7 +149,40 @@ pub enum Ending {
     EosTimedOut,
 }
 
-/// Records one RTSP H.264 source to a crash-safe Matroska file; see the module doc.
+/// Which stream of an RTSP source is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MediaKind {
+    /// The H.264 video stream (a camera, a screen capture encoder).
+    #[default]
+    Video,
+    /// The AAC audio stream (a microphone input of a camera or an encoder).
+    Audio,
+}
+
+/// Where a source's decoded media goes besides its file: an `intervideosink` /
+/// `interaudiosink` channel that the programme mixer reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Feed {
+    /// The inter channel name; unique in the process (e.g. `duet/<classroom>/<source>`).
+    pub channel: String,
+    /// Video frames are scaled to this width (ignored for audio).
+    pub width: u32,
+    /// Video frames are scaled to this height (ignored for audio).
+    pub height: u32,
+    /// Video frames are resampled to this rate (ignored for audio).
+    pub framerate: u32,
+}
+
+/// What a [`SourceRecorder`] records and feeds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SourceOptions {
+    /// The stream to record.
+    pub media: MediaKind,
+    /// The decoded feed for the mixer, if any.
+    pub feed: Option<Feed>,
+}
+
+/// Records one RTSP source to a crash-safe Matroska file; see the module doc.
 #[derive(Debug)]
 pub struct SourceRecorder {
     /// The pipeline; set to `Null` by `stop` and again (harmlessly) by `Drop`.
@@ -168,6 +210,16 @@ impl SourceRecorder {
     /// truncated). Returns once the pipeline is playing; the source connects in the background:
     /// see [`wait_recording`](Self::wait_recording). Blocking.
     pub fn start(url: &str, out_path: &Path) -> Result<Self, CaptureError> {
+        Self::start_with(url, out_path, &SourceOptions::default())
+    }
+
+    /// Like [`start`](Self::start), recording the stream `options.media` and, with
+    /// `options.feed`, decoding it into that feed.
+    pub fn start_with(
+        url: &str,
+        out_path: &Path,
+        options: &SourceOptions,
+    ) -> Result<Self, CaptureError> {
         gst::init().map_err(CaptureError::Init)?;
         let redacted = redact(url);
         let span = tracing::info_span!("recording", url = %redacted, path = %out_path.display());
@@ -182,8 +234,12 @@ impl SourceRecorder {
             .property_from_str("protocols", "tcp")
             .build()
             .map_err(|_| CaptureError::MissingElement { factory: "rtspsrc" })?;
-        let depay = make("rtph264depay")?;
-        let parse = make("h264parse")?;
+        let (depay, parse) = match options.media {
+            MediaKind::Video => (make("rtph264depay")?, make("h264parse")?),
+            MediaKind::Audio => (make("rtpmp4gdepay")?, make("aacparse")?),
+        };
+        let tee = make("tee")?;
+        let file_queue = make("queue")?;
         let mux = gst::ElementFactory::make("matroskamux")
             .property("offset-to-zero", true)
             // A cluster at least every second (normally one per keyframe): a crash loses at most
@@ -205,41 +261,80 @@ impl SourceRecorder {
 
         let pipeline = gst::Pipeline::with_name("source-recorder");
         pipeline
-            .add_many([&src, &depay, &parse, &mux, &sink])
+            .add_many([&src, &depay, &parse, &tee, &file_queue, &mux, &sink])
             .map_err(|e| pipeline_error(e.to_string()))?;
-        gst::Element::link_many([&depay, &parse, &mux, &sink])
+        gst::Element::link_many([&depay, &parse, &tee, &file_queue, &mux, &sink])
             .map_err(|e| pipeline_error(e.to_string()))?;
+        if let Some(feed) = &options.feed {
+            let branch = feed_branch(options.media, feed)?;
+            pipeline
+                .add_many(&branch)
+                .and_then(|()| gst::Element::link_many(&branch))
+                .and_then(|()| tee.link(&branch[0]))
+                .map_err(|e| pipeline_error(e.to_string()))?;
+        }
 
-        // Only H.264 video streams are set up; a camera's audio stream is not ours to record here.
-        src.connect("select-stream", false, |args| {
-            let caps = args.get(2).and_then(|v| v.get::<gst::Caps>().ok());
-            let wanted = caps
-                .as_ref()
+        // Only the wanted stream is set up; the others are not ours to record here.
+        let (media, encoding) = match options.media {
+            MediaKind::Video => ("video", "H264"),
+            MediaKind::Audio => ("audio", "MPEG4-GENERIC"),
+        };
+        // Every stream the camera offers is set up (some cameras, and gst-rtsp-server's shared
+        // media, fail a stream nobody takes); the wanted one is recorded, the others are dropped.
+        let wanted = move |caps: Option<gst::Caps>| {
+            caps.as_ref()
                 .and_then(|caps| caps.structure(0))
                 .is_some_and(|s| {
-                    s.get::<&str>("media").is_ok_and(|m| m == "video")
-                        && s.get::<&str>("encoding-name").is_ok_and(|e| e == "H264")
-                });
-            Some(wanted.to_value())
-        });
+                    s.get::<&str>("media").is_ok_and(|m| m == media)
+                        && s.get::<&str>("encoding-name")
+                            .is_ok_and(|e| e.eq_ignore_ascii_case(encoding))
+                })
+        };
         let depay_weak = depay.downgrade();
+        let pipeline_weak = pipeline.downgrade();
         let pad_span = span.clone();
         src.connect_pad_added(move |_src, pad| {
-            let Some(depay) = depay_weak.upgrade() else {
+            let (Some(depay), Some(pipeline)) = (depay_weak.upgrade(), pipeline_weak.upgrade())
+            else {
                 return;
             };
             let sink_pad = depay
                 .static_pad("sink")
-                .expect("rtph264depay always has a sink pad");
-            if sink_pad.is_linked() {
-                tracing::warn!(parent: &pad_span, pad = %pad.name(), "second H.264 stream ignored");
+                .expect("a depayloader always has a sink pad");
+            if wanted(pad.current_caps()) && !sink_pad.is_linked() {
+                if let Err(err) = pad.link(&sink_pad) {
+                    tracing::error!(parent: &pad_span, pad = %pad.name(), ?err, "cannot link source pad");
+                }
                 return;
             }
-            if let Err(err) = pad.link(&sink_pad) {
-                tracing::error!(parent: &pad_span, pad = %pad.name(), ?err, "cannot link source pad");
+            tracing::debug!(parent: &pad_span, pad = %pad.name(), "stream not recorded here: dropped");
+            let Ok(drop_sink) = gst::ElementFactory::make("fakesink")
+                .property("sync", false)
+                .property("async", false)
+                .build()
+            else {
+                return;
+            };
+            if pipeline.add(&drop_sink).is_ok() {
+                let _ = drop_sink.sync_state_with_parent();
+                let _ = pad.link(&drop_sink.static_pad("sink").expect("fakesink has a sink pad"));
             }
         });
 
+        Self::launch(pipeline, &sink, out_path, redacted, span)
+    }
+
+    /// Takes a built `pipeline` whose `sink` is the filesink writing `out_path`, and runs it as a
+    /// recording: the first buffer reaching `sink` marks it recording, a bus thread follows it,
+    /// and [`stop`](Self::stop) finishes it with EOS. `name` stands for it in errors (a redacted
+    /// URL, or `programme`). The programme mixer records through this too. Blocking.
+    pub(crate) fn launch(
+        pipeline: gst::Pipeline,
+        sink: &gst::Element,
+        out_path: &Path,
+        name: String,
+        span: tracing::Span,
+    ) -> Result<Self, CaptureError> {
         let shared = Arc::new(Shared {
             status: Mutex::new(Status::Connecting),
             changed: Condvar::new(),
@@ -271,7 +366,7 @@ impl SourceRecorder {
         let recorder = Self {
             pipeline,
             path: out_path.to_owned(),
-            url: redacted,
+            url: name,
             shared,
             bus_thread: Some(bus_thread),
             span,
@@ -364,11 +459,11 @@ impl SourceRecorder {
                 },
             });
         }
-        let info = probe(&self.path)?;
-        tracing::info!(duration = ?info.duration, ?ending, "recording stopped");
+        let duration = probe_duration(&self.path)?;
+        tracing::info!(?duration, ?ending, "recording stopped");
         Ok(RecordedFile {
             path: self.path.clone(),
-            duration: info.duration,
+            duration,
             ending,
         })
     }
@@ -378,6 +473,87 @@ impl SourceRecorder {
             tracing::error!(parent: &self.span, ?err, "pipeline refused Null");
         }
     }
+}
+
+/// The elements of a feed branch, in link order, the first to be linked from the tee.
+fn feed_branch(media: MediaKind, feed: &Feed) -> Result<Vec<gst::Element>, CaptureError> {
+    // Leaky: when the decoder falls behind, the feed drops frames; the file branch never waits
+    // for it.
+    let queue = gst::ElementFactory::make("queue")
+        .property_from_str("leaky", "downstream")
+        .property("max-size-buffers", 30u32)
+        .property("max-size-time", 0u64)
+        .property("max-size-bytes", 0u32)
+        .build()
+        .map_err(|_| CaptureError::MissingElement { factory: "queue" })?;
+    let positive = |v: u32, what: &str| {
+        i32::try_from(v)
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| CaptureError::Config {
+                reason: format!("feed {what} must be between 1 and {}", i32::MAX),
+            })
+    };
+    let mut branch = vec![queue];
+    match media {
+        MediaKind::Video => {
+            let caps = gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .field("width", positive(feed.width, "width")?)
+                .field("height", positive(feed.height, "height")?)
+                .field(
+                    "framerate",
+                    gst::Fraction::new(positive(feed.framerate, "framerate")?, 1),
+                )
+                .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+                .build();
+            for factory in ["avdec_h264", "videoconvert", "videoscale", "videorate"] {
+                branch.push(make(factory)?);
+            }
+            branch.push(
+                gst::ElementFactory::make("capsfilter")
+                    .property("caps", &caps)
+                    .build()
+                    .map_err(|_| CaptureError::MissingElement {
+                        factory: "capsfilter",
+                    })?,
+            );
+            branch.push(
+                gst::ElementFactory::make("intervideosink")
+                    .property("channel", &feed.channel)
+                    .build()
+                    .map_err(|_| CaptureError::MissingElement {
+                        factory: "intervideosink",
+                    })?,
+            );
+        }
+        MediaKind::Audio => {
+            let caps = gst::Caps::builder("audio/x-raw")
+                .field("rate", 48_000i32)
+                .field("channels", 2i32)
+                .build();
+            for factory in ["avdec_aac", "audioconvert", "audioresample"] {
+                branch.push(make(factory)?);
+            }
+            branch.push(
+                gst::ElementFactory::make("capsfilter")
+                    .property("caps", &caps)
+                    .build()
+                    .map_err(|_| CaptureError::MissingElement {
+                        factory: "capsfilter",
+                    })?,
+            );
+            branch.push(
+                gst::ElementFactory::make("interaudiosink")
+                    .property("channel", &feed.channel)
+                    .build()
+                    .map_err(|_| CaptureError::MissingElement {
+                        factory: "interaudiosink",
+                    })?,
+            );
+        }
+    }
+    Ok(branch)
 }
 
 impl Drop for SourceRecorder {

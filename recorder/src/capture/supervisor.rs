@@ -58,7 +58,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{CaptureError, Ending, RecordedFile, SourceRecorder, redact};
+use super::{CaptureError, Ending, RecordedFile, SourceOptions, SourceRecorder, redact};
 
 /// How often the supervisor thread looks at its command channel while a recorder connects.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -255,9 +255,20 @@ impl SourceSupervisor {
     /// [`stop`](Self::stop). Fails only for what retrying cannot fix: an invalid `config`, GStreamer
     /// missing, or a pipeline that cannot be built; an absent camera is retried. Blocking.
     pub fn start(url: &str, base: &Path, config: SupervisorConfig) -> Result<Self, CaptureError> {
+        Self::start_with(url, base, config, SourceOptions::default())
+    }
+
+    /// Like [`start`](Self::start), recording and feeding as `options` say (every segment's
+    /// recorder gets the same options, so a feed resumes with the source).
+    pub fn start_with(
+        url: &str,
+        base: &Path,
+        config: SupervisorConfig,
+        options: SourceOptions,
+    ) -> Result<Self, CaptureError> {
         config.validate()?;
         let span = tracing::info_span!("supervisor", url = %redact(url), base = %base.display());
-        let first = SourceRecorder::start(url, &segment_path(base, 1))?;
+        let first = SourceRecorder::start_with(url, &segment_path(base, 1), &options)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(SupervisorState::Starting),
             changed: Condvar::new(),
@@ -265,6 +276,7 @@ impl SourceSupervisor {
         let (commands, receiver) = mpsc::channel();
         let run = Run {
             url: url.to_owned(),
+            options,
             base: base.to_owned(),
             config,
             started: Instant::now(),
@@ -377,6 +389,8 @@ enum Connect {
 struct Run {
     /// The source, with credentials (needed to connect); never logged: the span has it redacted.
     url: String,
+    /// What each segment's recorder records and feeds.
+    options: SourceOptions,
     /// Segment files are `<base>-<n>.mkv`.
     base: PathBuf,
     /// Backoff and connect timeout.
@@ -457,7 +471,8 @@ impl Run {
                 Err(RecvTimeoutError::Timeout) => {}
             }
             self.restarts += 1;
-            let recorder = match SourceRecorder::start(&self.url, &self.path()) {
+            let recorder = match SourceRecorder::start_with(&self.url, &self.path(), &self.options)
+            {
                 Ok(recorder) => recorder,
                 Err(err) => {
                     reason = err.to_string();
