@@ -3,6 +3,7 @@
 //! it so the two cannot drift.
 
 use duet_gateway::GatewayConfig;
+use duet_recorder::service::RecorderConfig;
 use duet_sfu::SfuConfig;
 use duet_sfu_proto::TokenKey;
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,8 @@ pub struct DuetConfig {
     pub gateway: GatewayConfig,
     /// The SFU.
     pub sfu: SfuConfig,
+    /// The recorder of recording classrooms (录播教室).
+    pub recorder: RecorderConfig,
 }
 
 impl Default for DuetConfig {
@@ -33,6 +36,7 @@ impl Default for DuetConfig {
             token_key: String::new(),
             gateway: GatewayConfig::default(),
             sfu: SfuConfig::default(),
+            recorder: RecorderConfig::default(),
         }
     }
 }
@@ -97,6 +101,9 @@ impl DuetConfig {
         }
         self.gateway.validate().map_err(ConfigError::Invalid)?;
         self.sfu.validate().map_err(ConfigError::Invalid)?;
+        self.recorder
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }
 
@@ -198,6 +205,37 @@ mod tests {
             }
         }
         walk("", &defaults, &sample);
+    }
+
+    #[test]
+    fn the_director_sample_is_the_built_in_rules() {
+        let sample = include_str!("../../../deploy/director.sample.toml");
+        assert_eq!(
+            duet_recorder::director::DirectorConfig::from_toml(sample).unwrap(),
+            duet_recorder::director::DirectorConfig::default()
+        );
+        let config = DuetConfig {
+            recorder: RecorderConfig {
+                director_file: "../../deploy/director.sample.toml".into(),
+                ..RecorderConfig::default()
+            },
+            ..DuetConfig::default()
+        };
+        assert_eq!(
+            config.recorder.director().unwrap(),
+            duet_recorder::director::DirectorConfig::default()
+        );
+        let missing = RecorderConfig {
+            director_file: "/nonexistent/rules.toml".into(),
+            ..RecorderConfig::default()
+        };
+        assert!(
+            missing
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("rules.toml")
+        );
     }
 
     #[test]

@@ -5,8 +5,11 @@
 //! # Layout
 //! - [`config`]: [`DuetConfig`], composed of each service's own config; loaded from TOML.
 //! - [`run`]: starting services on listeners, with an injected shutdown future.
+//! - [`recording`]: the recorder beside the gateway or alone, the demo's simulated recording
+//!   room, and the gateway's link to the rooms.
 
 pub mod config;
+pub mod recording;
 pub mod run;
 
 pub use config::DuetConfig;

@@ -2,7 +2,7 @@
 //!
 //! - `duet up`: everything in one process on the embedded defaults, printing the URL and the
 //!   demo logins.
-//! - `duet sfu`, `duet gateway`: one service alone.
+//! - `duet sfu`, `duet gateway`, `duet recorder`: one service alone.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -31,6 +31,9 @@ enum Command {
     Sfu,
     /// Run the gateway alone.
     Gateway,
+    /// Run the recorder alone, for the recording classrooms in `[recorder]` (needs
+    /// `recorder.gateway_url` and a machine token in `recorder.gateway_token`).
+    Recorder,
     /// Register a district and its first administrator (prints the password once).
     CreateDistrict {
         /// The district's name, e.g. 城关区.
@@ -59,6 +62,22 @@ async fn main() -> anyhow::Result<()> {
         Command::Up => start_up(&config).await,
         Command::Sfu => start_sfu(&config).await,
         Command::Gateway => start_gateway(&config).await,
+        Command::Recorder => {
+            config.validate()?;
+            let recorder =
+                duet::recording::start_recorder(config.recorder.clone(), config.data_dir.clone())
+                    .await
+                    .context("the recorder did not start")?;
+            println!(
+                "Duet recorder is running for {} (gateway {}).",
+                config.recorder.classrooms.join(", "),
+                config.recorder.gateway_url
+            );
+            shutdown_signal().await;
+            eprintln!("Duet recorder: stopping (running recordings are closed and resume at the next start)…");
+            duet::recording::stop_recorder(recorder).await;
+            return Ok(());
+        }
         Command::CreateDistrict { name, admin } => {
             let (district, password) = duet::run::create_district(&config, &name, &admin).await?;
             println!("District {name} ({district}) created.");
@@ -131,6 +150,14 @@ fn announce(r: &Running) {
         println!(
             "  A class is on now: sign in as `teacher` in one window and `room-a` in another, press 进入课堂."
         );
+        if r.recorder.is_some() {
+            println!(
+                "  The simulated recording classroom (录播教室) records its timetabled lesson by itself:"
+            );
+            println!(
+                "    see 录播教室 and 课堂实录 as `school-admin`; lessons go to the archive after the bell."
+            );
+        }
     }
     println!();
 }

@@ -43,6 +43,10 @@ pub struct Running {
     pub sfu: Option<Arc<duet_sfu::Sfu>>,
     /// Demo logins with this start's passwords, when the demo is seeded.
     pub demo_logins: Vec<duet_gateway::demo::DemoLogin>,
+    /// The in-process recorder, when one runs.
+    pub recorder: Option<Arc<duet_recorder::service::Recorder>>,
+    /// The demo's simulated recording-room cameras, kept running with the recorder.
+    pub cameras: Vec<duet_hardware::rtsp_sim::RtspCameraSim>,
     stop: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -50,6 +54,11 @@ pub struct Running {
 impl Running {
     /// Drains the SFU's sessions, stops accepting, lets open requests finish, and waits.
     pub async fn stop(self) {
+        if let Some(recorder) = self.recorder {
+            // First, so that the running part gets its EOS while the cameras still stream.
+            crate::recording::stop_recorder(recorder).await;
+        }
+        drop(self.cameras);
         if let Some(sfu) = &self.sfu {
             sfu.shutdown(std::time::Duration::from_secs(5)).await;
         }
@@ -192,7 +201,8 @@ fn record_attendance(sfu: &duet_sfu::Sfu, state: Arc<AppState>) {
     });
 }
 
-/// `duet up`: gateway and SFU on the gateway's listener, in one process.
+/// `duet up`: gateway and SFU on the gateway's listener, and the recorder of the configured
+/// recording classrooms (with the demo: the demo's simulated recording room), in one process.
 pub async fn start_up(config: &DuetConfig) -> Result<Running, StartError> {
     config.validate()?;
     let (state, demo_logins) = gateway_state(config).await?;
@@ -201,14 +211,61 @@ pub async fn start_up(config: &DuetConfig) -> Result<Running, StartError> {
     let router = app(state.clone()).merge(duet_sfu::http::router(sfu.clone()));
     let (addr, stop, task) = serve(bind(&config.gateway.listen).await?, router);
     state.ready.store(true, Ordering::Release);
+    let (recorder, cameras) = start_in_process_recorder(config, &state, addr).await;
     Ok(Running {
         addr,
         gateway: Some(state),
         sfu: Some(sfu),
         demo_logins,
+        recorder,
+        cameras,
         stop,
         task,
     })
+}
+
+/// The recorder under `duet up`: the configured classrooms, or the demo's simulated room, with
+/// this gateway and a token issued for it. A recorder that cannot start (no GStreamer plugins,
+/// say) is logged and left out: the live classes do not depend on it.
+async fn start_in_process_recorder(
+    config: &DuetConfig,
+    state: &Arc<AppState>,
+    addr: SocketAddr,
+) -> (
+    Option<Arc<duet_recorder::service::Recorder>>,
+    Vec<duet_hardware::rtsp_sim::RtspCameraSim>,
+) {
+    let mut recorder = config.recorder.clone();
+    let mut cameras = Vec::new();
+    if recorder.classrooms.is_empty() && config.gateway.demo {
+        cameras = crate::recording::start_demo_cameras();
+        recorder.classrooms = vec![duet_gateway::demo::RECORDING_CLASSROOM.to_owned()];
+    }
+    if recorder.classrooms.is_empty() {
+        return (None, cameras);
+    }
+    if recorder.gateway_url.is_empty() {
+        recorder.gateway_url = format!("http://127.0.0.1:{}", addr.port());
+    }
+    if recorder.gateway_token.is_empty() {
+        match crate::recording::issue_recorder_token(&state.store, &recorder.classrooms).await {
+            Ok(token) => recorder.gateway_token = token,
+            Err(err) => {
+                tracing::warn!(%err, "no token for the recorder: recording classrooms not served");
+                return (None, cameras);
+            }
+        }
+    }
+    match crate::recording::start_recorder(recorder, config.data_dir.clone()).await {
+        Ok(running) => {
+            crate::recording::InProcessRecorders::connect(state, Arc::clone(&running));
+            (Some(running), cameras)
+        }
+        Err(err) => {
+            tracing::warn!(%err, "the recorder did not start: recording classrooms not served");
+            (None, cameras)
+        }
+    }
 }
 
 /// `duet gateway`: the gateway alone.
@@ -222,6 +279,8 @@ pub async fn start_gateway(config: &DuetConfig) -> Result<Running, StartError> {
         gateway: Some(state),
         sfu: None,
         demo_logins,
+        recorder: None,
+        cameras: Vec::new(),
         stop,
         task,
     })
@@ -239,6 +298,8 @@ pub async fn start_sfu(config: &DuetConfig) -> Result<Running, StartError> {
         gateway: None,
         sfu: Some(sfu),
         demo_logins: Vec::new(),
+        recorder: None,
+        cameras: Vec::new(),
         stop,
         task,
     })
