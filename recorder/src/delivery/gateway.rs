@@ -45,7 +45,9 @@ pub struct RegisteredFile {
     pub source_id: Option<String>,
     /// Size in bytes.
     pub bytes: u64,
-    /// Media duration (media files only).
+    /// Media duration (media files only; left out for the metadata, which the gateway then
+    /// counts as 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_s: Option<f64>,
     /// SHA-256, lower-case hex.
     pub sha256: String,
