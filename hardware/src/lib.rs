@@ -3,7 +3,8 @@
 //! reply); transports and simulators sit beside them. Nothing here knows of HTTP APIs, databases
 //! or the recorder.
 //!
-//! Still to come with the recording-classroom milestone: RTSP and V4L2 sources, the encoder probe.
+//! Capturing sources (RTSP, V4L2, test patterns) and the H.264 encoder probe are the recorder's
+//! (`duet_recorder::capture`, `duet_recorder::encoder`): they are GStreamer pipelines.
 //!
 //! # Layout
 //! - [`device`]: cameras and their positions, screen captures, microphones, PTZ capability.

@@ -1,20 +1,31 @@
-//! Duet's recorder: recording classrooms (录播教室) and recorded live classes.
+//! Duet's recorder: recording classrooms (录播教室) that record their timetabled lessons by
+//! themselves, in both outputs at once, and deliver them to the archive.
 //!
-//! This milestone holds only the recording state machine that the recorder reports to the
-//! gateway and shows per room; capture (GStreamer), the auto-director, the timetable follower and
-//! delivery arrive with the recording-classroom milestone.
+//! The media decisions are sans-IO (the director, the due lesson, the state machine); GStreamer
+//! and the network sit in thin shells around them, on threads of their own (every GStreamer call
+//! blocks). Dependencies point down this list: a room drives lessons, a lesson drives capture and
+//! the mixer, delivery reads what lessons leave on disk.
 //!
 //! # Layout
-//! - [`state`]: [`RecordingState`] and its allowed transitions.
-//! - [`director`]: the auto-director (导播) of movie mode: a sans-IO rule engine that picks the shot.
-//! - [`capture`]: resource mode (资源模式): one RTSP source → one crash-safe Matroska file
-//!   ([`capture::SourceRecorder`]), and reading a file back ([`capture::probe()`]).
+//! - [`service`]: the recorder as a service: one room per classroom, one delivery queue.
+//! - [`room`]: one classroom following its timetable (cached), manual start/stop/extend, the
+//!   status reported to the gateway.
+//! - [`gateway`]: the gateway's JSON API as the recorder uses it (devices, timetable, status).
+//! - [`lesson`]: one lesson's parts: resource mode and movie mode at once, crash recovery.
+//! - [`manifest`]: a lesson on disk (`lesson.json`), the contract between lessons and delivery.
+//! - [`mixer`]: movie mode (电影模式): the 1080p programme, layouts, the slate, the previews.
+//! - [`director`]: the auto-director (导播): a sans-IO rule engine that picks the shot.
+//! - [`capture`]: resource mode (资源模式): one source → one crash-safe Matroska file, its
+//!   supervisor across drop-outs, reading files back.
+//! - [`encoder`]: the H.264 encoder probe (hardware when it works here, x264 otherwise).
 //! - [`delivery`]: a finished lesson to the archive: packaged (MP4 with faststart, ffmpeg-next),
 //!   stored (local directory or S3), registered with the gateway, by a durable queue.
+//! - [`state`]: [`RecordingState`] and its allowed transitions.
 
 pub mod capture;
 pub mod delivery;
 pub mod director;
+pub mod encoder;
 pub mod gateway;
 pub mod lesson;
 pub mod manifest;

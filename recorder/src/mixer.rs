@@ -11,7 +11,7 @@
 //!     tee. ! queue ! compositor.sink_N   (position, size, alpha and z-order set per shot)
 //!     tee. ! queue (leaky) ! videorate 1 fps ! videoscale 320×180 ! jpegenc ! fakesink  (preview)
 //! compositor (black background) ! video/x-raw,format=I420,1920×1080,F ! tee
-//!   tee. ! queue ! x264enc ! h264parse ! matroskamux ! filesink programme.mkv
+//!   tee. ! queue ! x264enc (or a hardware encoder) ! h264parse ! matroskamux ! filesink programme.mkv
 //!   tee. ! queue (leaky) ! videorate 1 fps ! videoscale 480×270 ! jpegenc ! fakesink  (preview)
 //! interaudiosrc channel=<microphone feed> (silence without one) ! audioconvert ! audioresample
 //!   ! avenc_aac ! aacparse ! queue ! matroskamux
@@ -54,8 +54,8 @@ pub struct MixerConfig {
     pub framerate: u32,
     /// Programme bitrate, kbit/s (default 4000; the archive allows up to 8000).
     pub bitrate_kbps: u32,
-    /// x264 speed preset (`ultrafast` … `medium`; default `veryfast`). No hardware H.264 encoder
-    /// works on Debian 12's stock GStreamer without a GPU, so x264 it is.
+    /// x264 speed preset (`ultrafast` … `medium`; default `veryfast`). A hardware H.264 encoder
+    /// is used instead when GStreamer has one that works here ([`crate::encoder::probe`]).
     pub speed_preset: String,
     /// Width sources are decoded to for mixing and preview (default 1280).
     pub feed_width: u32,
@@ -390,13 +390,13 @@ impl Mixer {
         ))?;
         let out_tee = make("tee")?;
         let enc_queue = make("queue")?;
-        let encoder = gst::ElementFactory::make("x264enc")
-            .property("bitrate", config.bitrate_kbps)
-            .property_from_str("speed-preset", &config.speed_preset)
-            .property("key-int-max", config.framerate * 2)
-            .property("bframes", 0u32)
-            .build()
-            .map_err(|_| CaptureError::MissingElement { factory: "x264enc" })?;
+        let encoder = crate::encoder::probe()
+            .ok_or(CaptureError::MissingElement { factory: "x264enc" })?
+            .build(
+                config.bitrate_kbps,
+                config.framerate * 2,
+                &config.speed_preset,
+            )?;
         let i420 = capsfilter(raw_video(config.width, config.height, None))?;
         let parse = make("h264parse")?;
         let mux = gst::ElementFactory::make("matroskamux")

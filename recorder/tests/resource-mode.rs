@@ -193,3 +193,35 @@ fn child_record_until_killed() {
     drop(recorder);
     panic!("child was not killed within 60 s");
 }
+
+/// A test-pattern source (and so a V4L2 capture, which takes the same path) is encoded to H.264
+/// here and recorded like a camera; a URL of no known kind is refused before anything starts.
+#[test]
+fn a_raw_source_is_encoded_and_recorded_and_unknown_urls_are_refused() -> anyhow::Result<()> {
+    let dir = scratch_dir("raw-source");
+    let path = dir.join("pattern.mkv");
+    let rec = SourceRecorder::start("test://smpte", &path)?;
+    rec.wait_recording(Duration::from_secs(10))?;
+    std::thread::sleep(Duration::from_secs(2));
+    let file = rec.stop()?;
+    let info = probe(&file.path)?;
+    assert_eq!(info.video_codec, VideoCodec::H264);
+    assert!(info.duration >= Duration::from_secs(1), "{info:?}");
+
+    for url in [
+        "ftp://10.0.0.2/cam",
+        "test://no-such-pattern",
+        "v4l2://video0",
+    ] {
+        let err = SourceRecorder::start(url, &dir.join("never.mkv")).unwrap_err();
+        assert!(matches!(err, CaptureError::Config { .. }), "{url}: {err:?}");
+    }
+    // A capture card that is not there: a typed error, no panic, no frames.
+    let missing = SourceRecorder::start("v4l2:///dev/video-duet-none", &dir.join("none.mkv"));
+    if let Ok(rec) = missing {
+        assert!(rec.wait_recording(Duration::from_secs(5)).is_err());
+        assert!(rec.stop().is_err(), "no frames, no recording");
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}

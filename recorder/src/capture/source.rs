@@ -1,5 +1,5 @@
-//! [`SourceRecorder`]: one RTSP source recorded to one Matroska file, without transcoding, and
-//! optionally decoded into a *feed* for the programme mixer and the previews.
+//! [`SourceRecorder`]: one source recorded to one Matroska file (an RTSP camera's H.264 or AAC as
+//! it sends them, a raw capture encoded here), and optionally decoded into a *feed* for the programme mixer and the previews.
 //!
 //! Owns one pipeline, built with element builders because its shape depends on the source (the
 //! RTSP stream's pad appears only once the server has described it) and on the options:
@@ -13,11 +13,12 @@
 //!          ~pad-added~> rtpmp4gdepay ! aacparse ! tee ! queue ! matroskamux ! filesink
 //!          tee. ! queue (leaky) ! avdec_aac ! audioconvert ! audioresample
 //!               ! audio/x-raw,rate=48000,channels=2 ! interaudiosink channel=…  (with a feed)
+//! raw:   v4l2src device=/dev/videoN | videotestsrc pattern=…   (`v4l2://…`, `test://…`)
+//!          ! videoconvert ! I420 ! H.264 encoder (probed) ! h264parse ! tee …   (as above)
 //! ```
 //!
 //! The feed branch is leaky: a slow decoder drops frames from the feed, never from the file.
-//!
-//! and the thread that reads its bus. The bus thread turns messages into the recorder's
+//! Besides the pipeline, a recorder owns the thread that reads its bus. The bus thread turns messages into the recorder's
 //! `Status`; the first buffer reaching the file marks the recording as started.
 //!
 //! Invariants:
@@ -47,6 +48,9 @@ const MAX_CLUSTER: gst::ClockTime = gst::ClockTime::SECOND;
 
 /// rtspsrc's jitter-buffer latency, in milliseconds.
 const RTSP_LATENCY_MS: u32 = 200;
+
+/// Bitrate of sources encoded here (V4L2, test patterns), kbit/s.
+const LOCAL_BITRATE_KBPS: u32 = 4000;
 
 /// How often the bus thread checks whether it should end.
 const BUS_POLL: Duration = Duration::from_millis(100);
@@ -228,16 +232,6 @@ impl SourceRecorder {
             reason,
         };
 
-        let src = gst::ElementFactory::make("rtspsrc")
-            .property("location", url)
-            .property("latency", RTSP_LATENCY_MS)
-            .property_from_str("protocols", "tcp")
-            .build()
-            .map_err(|_| CaptureError::MissingElement { factory: "rtspsrc" })?;
-        let (depay, parse) = match options.media {
-            MediaKind::Video => (make("rtph264depay")?, make("h264parse")?),
-            MediaKind::Audio => (make("rtpmp4gdepay")?, make("aacparse")?),
-        };
         let tee = make("tee")?;
         let file_queue = make("queue")?;
         let mux = gst::ElementFactory::make("matroskamux")
@@ -261,9 +255,9 @@ impl SourceRecorder {
 
         let pipeline = gst::Pipeline::with_name("source-recorder");
         pipeline
-            .add_many([&src, &depay, &parse, &tee, &file_queue, &mux, &sink])
+            .add_many([&tee, &file_queue, &mux, &sink])
             .map_err(|e| pipeline_error(e.to_string()))?;
-        gst::Element::link_many([&depay, &parse, &tee, &file_queue, &mux, &sink])
+        gst::Element::link_many([&tee, &file_queue, &mux, &sink])
             .map_err(|e| pipeline_error(e.to_string()))?;
         if let Some(feed) = &options.feed {
             let branch = feed_branch(options.media, feed)?;
@@ -274,52 +268,20 @@ impl SourceRecorder {
                 .map_err(|e| pipeline_error(e.to_string()))?;
         }
 
-        // Only the wanted stream is set up; the others are not ours to record here.
-        let (media, encoding) = match options.media {
-            MediaKind::Video => ("video", "H264"),
-            MediaKind::Audio => ("audio", "MPEG4-GENERIC"),
-        };
-        // Every stream the camera offers is set up (some cameras, and gst-rtsp-server's shared
-        // media, fail a stream nobody takes); the wanted one is recorded, the others are dropped.
-        let wanted = move |caps: Option<gst::Caps>| {
-            caps.as_ref()
-                .and_then(|caps| caps.structure(0))
-                .is_some_and(|s| {
-                    s.get::<&str>("media").is_ok_and(|m| m == media)
-                        && s.get::<&str>("encoding-name")
-                            .is_ok_and(|e| e.eq_ignore_ascii_case(encoding))
-                })
-        };
-        let depay_weak = depay.downgrade();
-        let pipeline_weak = pipeline.downgrade();
-        let pad_span = span.clone();
-        src.connect_pad_added(move |_src, pad| {
-            let (Some(depay), Some(pipeline)) = (depay_weak.upgrade(), pipeline_weak.upgrade())
-            else {
-                return;
-            };
-            let sink_pad = depay
-                .static_pad("sink")
-                .expect("a depayloader always has a sink pad");
-            if wanted(pad.current_caps()) && !sink_pad.is_linked() {
-                if let Err(err) = pad.link(&sink_pad) {
-                    tracing::error!(parent: &pad_span, pad = %pad.name(), ?err, "cannot link source pad");
-                }
-                return;
+        let head = match SourceUrl::parse(url)? {
+            SourceUrl::Rtsp => rtsp_head(&pipeline, url, options.media, &span)?,
+            SourceUrl::Local(src) if options.media == MediaKind::Video => local_head(src)?,
+            SourceUrl::Local(_) => {
+                return Err(CaptureError::Config {
+                    reason: format!("{redacted}: audio is recorded from RTSP sources only"),
+                });
             }
-            tracing::debug!(parent: &pad_span, pad = %pad.name(), "stream not recorded here: dropped");
-            let Ok(drop_sink) = gst::ElementFactory::make("fakesink")
-                .property("sync", false)
-                .property("async", false)
-                .build()
-            else {
-                return;
-            };
-            if pipeline.add(&drop_sink).is_ok() {
-                let _ = drop_sink.sync_state_with_parent();
-                let _ = pad.link(&drop_sink.static_pad("sink").expect("fakesink has a sink pad"));
-            }
-        });
+        };
+        pipeline
+            .add_many(&head)
+            .and_then(|()| gst::Element::link_many(&head))
+            .and_then(|()| head.last().expect("a head has elements").link(&tee))
+            .map_err(|e| pipeline_error(e.to_string()))?;
 
         Self::launch(pipeline, &sink, out_path, redacted, span)
     }
@@ -473,6 +435,155 @@ impl SourceRecorder {
             tracing::error!(parent: &self.span, ?err, "pipeline refused Null");
         }
     }
+}
+
+/// Where a source's media comes from, by its URL's scheme.
+enum SourceUrl {
+    /// `rtsp://…`: an IP camera or encoder, H.264 (and AAC) as it sends them.
+    Rtsp,
+    /// `v4l2:///dev/videoN` (a capture card or USB camera) or `test://<pattern>` (a
+    /// `videotestsrc` pattern): raw video, encoded here.
+    Local(gst::Element),
+}
+
+impl SourceUrl {
+    fn parse(url: &str) -> Result<Self, CaptureError> {
+        let bad = |reason: &str| CaptureError::Config {
+            reason: format!("{}: {reason}", redact(url)),
+        };
+        if url.starts_with("rtsp://") || url.starts_with("rtsps://") {
+            return Ok(SourceUrl::Rtsp);
+        }
+        if let Some(device) = url.strip_prefix("v4l2://") {
+            if !device.starts_with("/dev/") {
+                return Err(bad("a V4L2 source is v4l2:///dev/videoN"));
+            }
+            let src = gst::ElementFactory::make("v4l2src")
+                .property("device", device)
+                .build()
+                .map_err(|_| CaptureError::MissingElement { factory: "v4l2src" })?;
+            return Ok(SourceUrl::Local(src));
+        }
+        if let Some(pattern) = url.strip_prefix("test://") {
+            let src = gst::ElementFactory::make("videotestsrc")
+                .property("is-live", true)
+                .build()
+                .map_err(|_| CaptureError::MissingElement {
+                    factory: "videotestsrc",
+                })?;
+            let known = src
+                .find_property("pattern")
+                .and_then(|p| p.downcast::<gst::glib::ParamSpecEnum>().ok())
+                .is_some_and(|p| p.enum_class().value_by_nick(pattern).is_some());
+            if !known {
+                return Err(bad("unknown test pattern (smpte, ball, snow, …)"));
+            }
+            src.set_property_from_str("pattern", pattern);
+            return Ok(SourceUrl::Local(src));
+        }
+        Err(bad(
+            "sources are rtsp://, v4l2:///dev/videoN or test://<pattern>",
+        ))
+    }
+}
+
+/// A raw video source encoded to H.264 (the probed encoder, 2 s keyframes at 25 fps):
+/// `src ! videoconvert ! I420 ! encoder ! h264parse`.
+fn local_head(src: gst::Element) -> Result<Vec<gst::Element>, CaptureError> {
+    let i420 = gst::ElementFactory::make("capsfilter")
+        .property(
+            "caps",
+            gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .build(),
+        )
+        .build()
+        .map_err(|_| CaptureError::MissingElement {
+            factory: "capsfilter",
+        })?;
+    let encoder = crate::encoder::probe()
+        .ok_or(CaptureError::MissingElement { factory: "x264enc" })?
+        .build(LOCAL_BITRATE_KBPS, 50, "superfast")?;
+    Ok(vec![
+        src,
+        make("videoconvert")?,
+        i420,
+        encoder,
+        make("h264parse")?,
+    ])
+}
+
+/// `rtspsrc ~> depayloader ! parser`, the depayloader linked when the camera's stream appears.
+/// The last element of the result is the parser; `rtspsrc` is added to `pipeline` here (its
+/// pads are dynamic, so it is not part of the linked chain).
+fn rtsp_head(
+    pipeline: &gst::Pipeline,
+    url: &str,
+    media_kind: MediaKind,
+    span: &tracing::Span,
+) -> Result<Vec<gst::Element>, CaptureError> {
+    let src = gst::ElementFactory::make("rtspsrc")
+        .property("location", url)
+        .property("latency", RTSP_LATENCY_MS)
+        .property_from_str("protocols", "tcp")
+        .build()
+        .map_err(|_| CaptureError::MissingElement { factory: "rtspsrc" })?;
+    let (depay, parse) = match media_kind {
+        MediaKind::Video => (make("rtph264depay")?, make("h264parse")?),
+        MediaKind::Audio => (make("rtpmp4gdepay")?, make("aacparse")?),
+    };
+    pipeline.add(&src).map_err(|e| CaptureError::Pipeline {
+        url: redact(url),
+        reason: e.to_string(),
+    })?;
+    // Only the wanted stream is set up; the others are not ours to record here.
+    let (media, encoding) = match media_kind {
+        MediaKind::Video => ("video", "H264"),
+        MediaKind::Audio => ("audio", "MPEG4-GENERIC"),
+    };
+    // Every stream the camera offers is set up (some cameras, and gst-rtsp-server's shared
+    // media, fail a stream nobody takes); the wanted one is recorded, the others are dropped.
+    let wanted = move |caps: Option<gst::Caps>| {
+        caps.as_ref()
+            .and_then(|caps| caps.structure(0))
+            .is_some_and(|s| {
+                s.get::<&str>("media").is_ok_and(|m| m == media)
+                    && s.get::<&str>("encoding-name")
+                        .is_ok_and(|e| e.eq_ignore_ascii_case(encoding))
+            })
+    };
+    let depay_weak = depay.downgrade();
+    let pipeline_weak = pipeline.downgrade();
+    let pad_span = span.clone();
+    src.connect_pad_added(move |_src, pad| {
+            let (Some(depay), Some(pipeline)) = (depay_weak.upgrade(), pipeline_weak.upgrade())
+            else {
+                return;
+            };
+            let sink_pad = depay
+                .static_pad("sink")
+                .expect("a depayloader always has a sink pad");
+            if wanted(pad.current_caps()) && !sink_pad.is_linked() {
+                if let Err(err) = pad.link(&sink_pad) {
+                    tracing::error!(parent: &pad_span, pad = %pad.name(), ?err, "cannot link source pad");
+                }
+                return;
+            }
+            tracing::debug!(parent: &pad_span, pad = %pad.name(), "stream not recorded here: dropped");
+            let Ok(drop_sink) = gst::ElementFactory::make("fakesink")
+                .property("sync", false)
+                .property("async", false)
+                .build()
+            else {
+                return;
+            };
+            if pipeline.add(&drop_sink).is_ok() {
+                let _ = drop_sink.sync_state_with_parent();
+                let _ = pad.link(&drop_sink.static_pad("sink").expect("fakesink has a sink pad"));
+            }
+        });
+
+    Ok(vec![depay, parse])
 }
 
 /// The elements of a feed branch, in link order, the first to be linked from the tee.

@@ -1,7 +1,7 @@
 //! Registering a delivered lesson with the gateway: `POST {gateway_url}/api/lessons` with a
 //! bearer token and a [`LessonRegistration`] body. The endpoint is idempotent by lesson id.
 //!
-//! One call, classified ([`register`]): 200 or 201 confirm; connection errors, timeouts, 408,
+//! One call, classified (`register`): 200 or 201 confirm; connection errors, timeouts, 408,
 //! 429 and 5xx are worth retrying ([`DeliveryError::GatewayUnavailable`], with the server's
 //! `Retry-After` if it sent one); every other status is a refusal
 //! ([`DeliveryError::GatewayRefused`], with the gateway's message). The retry loop is the

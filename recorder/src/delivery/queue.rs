@@ -45,7 +45,7 @@ pub struct DeliveryStatus {
     pub delivering: Option<String>,
     /// The latest error not yet cleared by that lesson's delivery, with its lesson id.
     pub last_error: Option<String>,
-    /// Lessons delivered since start, oldest first (the latest [`RECENT`]).
+    /// Lessons delivered since start, oldest first (the latest 256).
     pub delivered: Vec<String>,
     /// Lessons that failed permanently since start (they stay on disk until enqueued again).
     pub failed: Vec<String>,
