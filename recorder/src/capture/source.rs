@@ -254,20 +254,6 @@ impl SourceRecorder {
             })?;
 
         let pipeline = gst::Pipeline::with_name("source-recorder");
-        pipeline
-            .add_many([&tee, &file_queue, &mux, &sink])
-            .map_err(|e| pipeline_error(e.to_string()))?;
-        gst::Element::link_many([&tee, &file_queue, &mux, &sink])
-            .map_err(|e| pipeline_error(e.to_string()))?;
-        if let Some(feed) = &options.feed {
-            let branch = feed_branch(options.media, feed)?;
-            pipeline
-                .add_many(&branch)
-                .and_then(|()| gst::Element::link_many(&branch))
-                .and_then(|()| tee.link(&branch[0]))
-                .map_err(|e| pipeline_error(e.to_string()))?;
-        }
-
         let head = match SourceUrl::parse(url)? {
             SourceUrl::Rtsp => rtsp_head(&pipeline, url, options.media, &span)?,
             SourceUrl::Local(src) if options.media == MediaKind::Video => local_head(src)?,
@@ -277,11 +263,24 @@ impl SourceRecorder {
                 });
             }
         };
+        // Linked from the source down: the muxer picks its (audio or video) pad by the parser's
+        // caps, which it can only see once the chain above it is linked.
+        let chain: Vec<gst::Element> = head
+            .into_iter()
+            .chain([tee.clone(), file_queue, mux, sink.clone()])
+            .collect();
         pipeline
-            .add_many(&head)
-            .and_then(|()| gst::Element::link_many(&head))
-            .and_then(|()| head.last().expect("a head has elements").link(&tee))
+            .add_many(&chain)
+            .and_then(|()| gst::Element::link_many(&chain))
             .map_err(|e| pipeline_error(e.to_string()))?;
+        if let Some(feed) = &options.feed {
+            let branch = feed_branch(options.media, feed)?;
+            pipeline
+                .add_many(&branch)
+                .and_then(|()| gst::Element::link_many(&branch))
+                .and_then(|()| tee.link(&branch[0]))
+                .map_err(|e| pipeline_error(e.to_string()))?;
+        }
 
         Self::launch(pipeline, &sink, out_path, redacted, span)
     }
