@@ -50,7 +50,7 @@ use duet_recorder::capture::supervisor::{SourceSupervisor, SupervisorConfig};
 use duet_recorder::capture::{Feed, MediaKind, SourceOptions};
 use duet_recorder::director::{DirectorConfig, Role};
 use duet_recorder::lesson::{LessonRunner, RoomSpec, SourceSpec};
-use duet_recorder::manifest::LessonPlan;
+use duet_recorder::manifest::{LessonManifest, LessonPlan};
 use duet_recorder::mixer::MixerConfig;
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -73,6 +73,10 @@ const ENCODE: &str = "videotestsrc name=main pattern=ball \
     ! x264enc name=enc bitrate=4000 key-int-max=60 bframes=0 \
     ! h264parse ! fakesink name=sink sync=false";
 
+/// What `--pattern` may choose (`videotestsrc` nicks): the simulator's moving ball on black
+/// (easy for H.264), or noise (the hardest picture there is: an upper bound).
+const PATTERNS: [&str; 2] = ["ball", "snow"];
+
 /// The room of measurement 3: device id, role, whether its camera also serves the microphone.
 const ROOM: [(&str, Role, bool); 4] = [
     ("cam-teacher", Role::TeacherCloseUp, true),
@@ -86,6 +90,7 @@ struct Args {
     seconds: u64,
     frames: u32,
     only: Vec<String>,
+    pattern: String,
     json: bool,
 }
 
@@ -95,6 +100,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
         seconds: 30,
         frames: 600,
         only: ["resource", "encode", "room"].map(String::from).to_vec(),
+        pattern: "ball".into(),
         json: false,
     };
     while let Some(arg) = args.next() {
@@ -110,12 +116,16 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
             "--seconds" => parsed.seconds = value()?.parse().context("--seconds")?,
             "--frames" => parsed.frames = value()?.parse().context("--frames")?,
             "--only" => parsed.only = value()?.split(',').map(String::from).collect(),
+            "--pattern" => parsed.pattern = value()?,
             "--json" => parsed.json = true,
             other => bail!("unknown argument {other:?} (see the //! doc of recorder-bench.rs)"),
         }
     }
     if parsed.sources.iter().any(|n| !(1..=16).contains(n)) || parsed.seconds == 0 {
         bail!("--sources must be 1..=16 each, --seconds > 0");
+    }
+    if !PATTERNS.contains(&parsed.pattern.as_str()) {
+        bail!("--pattern must be one of {PATTERNS:?}");
     }
     Ok(parsed)
 }
@@ -131,23 +141,23 @@ fn main() -> anyhow::Result<()> {
     let ticks = clock_ticks();
     let scratch = std::env::temp_dir().join(format!("duet-recorder-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
-    let window = Duration::from_secs(args.seconds);
-    let result = run(&args, ticks, &scratch, window);
+    let result = run(&args, ticks, &scratch);
     let _ = std::fs::remove_dir_all(&scratch);
     result
 }
 
-fn run(args: &Args, ticks: f64, scratch: &Path, window: Duration) -> anyhow::Result<()> {
+fn run(args: &Args, ticks: f64, scratch: &Path) -> anyhow::Result<()> {
+    let (window, pattern) = (args.seconds, &args.pattern);
     let wants = |what: &str| args.only.iter().any(|o| o == what);
     if wants("resource") {
-        println!("\n## Resource mode: N cameras 1280×720 25 fps, {window:?} window\n");
+        println!("\n## Resource mode: N cameras 1280×720 25 fps ({pattern}), {window} s window\n");
         println!(
             "| N | feed | recorder % core | per source | cameras' process % core | Mbit/s per file | fps per file |"
         );
         println!("|---:|---|---:|---:|---:|---:|---:|");
         for &n in &args.sources {
             for feed in [false, true] {
-                let m = resource_mode(n, feed, ticks, scratch, window)?;
+                let m = resource_mode(n, feed, args, ticks, scratch)?;
                 println!(
                     "| {n} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} |",
                     if feed { "decoded 720p25" } else { "none" },
@@ -171,13 +181,13 @@ fn run(args: &Args, ticks: f64, scratch: &Path, window: Duration) -> anyhow::Res
     }
     if wants("encode") {
         println!(
-            "\n## Programme encode, offline: 2 × 720p → compositor 1080p30 I420 → x264enc, {} frames\n",
+            "\n## Programme encode, offline: 2 × 720p ({pattern} + smpte inset) → compositor 1080p30 I420 → x264enc, {} frames\n",
             args.frames
         );
         println!("| preset | fps | realtime ×(fps/30) | CPU ms per frame | % core at 30 fps |");
         println!("|---|---:|---:|---:|---:|");
         for preset in ["veryfast", "superfast", "ultrafast"] {
-            let (fps, cpu_per_frame) = encode(preset, args.frames, ticks)?;
+            let (fps, cpu_per_frame) = encode(preset, args, ticks)?;
             println!(
                 "| {preset} | {fps:.1} | {:.2} | {:.1} | {:.0} |",
                 fps / 30.0,
@@ -195,16 +205,18 @@ fn run(args: &Args, ticks: f64, scratch: &Path, window: Duration) -> anyhow::Res
     }
     if wants("room") {
         println!(
-            "\n## A room live: 4 cameras 720p25 + microphone, both modes, {window:?} window\n"
+            "\n## A room live: 4 cameras 720p25 ({pattern}) + microphone, both modes, {window} s window\n"
         );
         println!(
-            "| programme | recorder % core | cameras' process % core | programme s (of wall s) | programme fps | programme Mbit/s |"
+            "| programme | attempts | recorder % core | cameras' process % core | programme s (of wall s) | programme fps | programme Mbit/s |"
         );
-        println!("|---|---:|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        let encoder = duet_recorder::encoder::probe().map_or("none", |e| e.factory());
         for preset in ["veryfast", "ultrafast"] {
-            let m = room(preset, ticks, scratch, window)?;
+            let m = room(preset, args, ticks, scratch)?;
             println!(
-                "| 1080p25 {preset} | {:.1} | {:.1} | {:.1} of {:.1} | {:.1} | {:.2} |",
+                "| 1080p25 {encoder} {preset} | {} | {:.1} | {:.1} | {:.1} of {:.1} | {:.1} | {:.2} |",
+                m.attempts,
                 m.recorder_pct,
                 m.cameras_pct,
                 m.programme_s,
@@ -215,7 +227,8 @@ fn run(args: &Args, ticks: f64, scratch: &Path, window: Duration) -> anyhow::Res
             if args.json {
                 println!(
                     "{}",
-                    serde_json::json!({"bench": "room", "preset": preset,
+                    serde_json::json!({"bench": "room", "preset": preset, "encoder": encoder,
+                        "attempts": m.attempts,
                         "recorder_pct": m.recorder_pct, "cameras_pct": m.cameras_pct,
                         "programme_s": m.programme_s, "wall_s": m.wall_s,
                         "programme_fps": m.programme_fps, "programme_mbps": m.programme_mbps})
@@ -226,18 +239,20 @@ fn run(args: &Args, ticks: f64, scratch: &Path, window: Duration) -> anyhow::Res
     Ok(())
 }
 
-/// The child: `n` simulated cameras (the first with audio if `--audio-first`), one URL a line on
-/// stdout, until stdin closes.
+/// The child: `serve-cameras N PATTERN [--audio-first]`, `n` simulated cameras showing `PATTERN`
+/// (the first with audio if asked), one URL a line on stdout, until stdin closes.
 fn serve_cameras(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
     let n: usize = args
         .next()
         .context("serve-cameras N")?
         .parse()
         .context("N")?;
+    let pattern = args.next().context("serve-cameras N PATTERN")?;
     let audio_first = args.next().as_deref() == Some("--audio-first");
     let cams = (0..n)
         .map(|i| {
             let mut config = RtspSimConfig::new(0, &format!("cam-{i}"));
+            config.pattern = pattern.clone();
             config.audio = audio_first && i == 0;
             RtspCameraSim::start_with(config)
         })
@@ -261,9 +276,9 @@ struct Cameras {
 }
 
 impl Cameras {
-    fn start(n: usize, audio_first: bool) -> anyhow::Result<Self> {
+    fn start(n: usize, pattern: &str, audio_first: bool) -> anyhow::Result<Self> {
         let mut command = Command::new(std::env::current_exe()?);
-        command.arg("serve-cameras").arg(n.to_string());
+        command.arg("serve-cameras").arg(n.to_string()).arg(pattern);
         if audio_first {
             command.arg("--audio-first");
         }
@@ -347,11 +362,12 @@ struct ResourceMeasurement {
 fn resource_mode(
     n: usize,
     feed: bool,
+    args: &Args,
     ticks: f64,
     scratch: &Path,
-    window: Duration,
 ) -> anyhow::Result<ResourceMeasurement> {
-    let cameras = Cameras::start(n, false)?;
+    let window = Duration::from_secs(args.seconds);
+    let cameras = Cameras::start(n, &args.pattern, false)?;
     let mut supervisors = Vec::new();
     for (i, url) in cameras.urls.iter().enumerate() {
         let options = SourceOptions {
@@ -452,7 +468,8 @@ fn run_to_eos(pipeline: &gst::Pipeline, deadline: Duration) -> anyhow::Result<()
 }
 
 /// Frames per second and CPU seconds per frame of [`ENCODE`] at `preset`.
-fn encode(preset: &str, frames: u32, ticks: f64) -> anyhow::Result<(f64, f64)> {
+fn encode(preset: &str, args: &Args, ticks: f64) -> anyhow::Result<(f64, f64)> {
+    let frames = args.frames;
     let pipeline = gst::parse::launch(ENCODE)?
         .downcast::<gst::Pipeline>()
         .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
@@ -462,6 +479,10 @@ fn encode(preset: &str, frames: u32, ticks: f64) -> anyhow::Result<(f64, f64)> {
             .context("source")?
             .set_property("num-buffers", i32::try_from(frames)?);
     }
+    pipeline
+        .by_name("main")
+        .context("main")?
+        .set_property_from_str("pattern", &args.pattern);
     pipeline
         .by_name("enc")
         .context("enc")?
@@ -493,6 +514,8 @@ fn encode(preset: &str, frames: u32, ticks: f64) -> anyhow::Result<(f64, f64)> {
 }
 
 struct RoomMeasurement {
+    /// Runs started before one recorded a programme (see [`room`]).
+    attempts: u32,
     recorder_pct: f64,
     cameras_pct: f64,
     programme_s: f64,
@@ -501,13 +524,35 @@ struct RoomMeasurement {
     programme_mbps: f64,
 }
 
-fn room(
+/// How many times a room is started before its programme is given up.
+const ROOM_ATTEMPTS: u32 = 3;
+
+/// A room with `preset`: started again (in a new camera process, under a new classroom id) when
+/// its programme file is still empty after the warm-up, since a window without a programme would
+/// measure the wrong thing. Observed here: the mixer's pipeline sometimes stops at once with
+/// `not-negotiated` from an `intervideosrc`.
+fn room(preset: &str, args: &Args, ticks: f64, scratch: &Path) -> anyhow::Result<RoomMeasurement> {
+    for attempt in 1..=ROOM_ATTEMPTS {
+        match room_once(preset, attempt, args, ticks, scratch)? {
+            Some(mut m) => {
+                m.attempts = attempt;
+                return Ok(m);
+            }
+            None => eprintln!("room {preset}, attempt {attempt}: no programme written; again"),
+        }
+    }
+    bail!("room {preset}: no programme in {ROOM_ATTEMPTS} attempts")
+}
+
+/// One room run; `None` if the programme wrote nothing by the end of the warm-up.
+fn room_once(
     preset: &str,
+    attempt: u32,
+    args: &Args,
     ticks: f64,
     scratch: &Path,
-    window: Duration,
-) -> anyhow::Result<RoomMeasurement> {
-    let cameras = Cameras::start(ROOM.len(), true)?;
+) -> anyhow::Result<Option<RoomMeasurement>> {
+    let cameras = Cameras::start(ROOM.len(), &args.pattern, true)?;
     let spec = |(id, role): (&str, Option<Role>), url: &str| SourceSpec {
         id: id.into(),
         role,
@@ -520,7 +565,7 @@ fn room(
         .find(|((_, _, audio), _)| *audio)
         .map(|(_, url)| spec(("mic", None), url));
     let room = RoomSpec {
-        classroom_id: "cls-bench".into(),
+        classroom_id: format!("cls-bench-{preset}-{attempt}"),
         sources: ROOM
             .iter()
             .zip(&cameras.urls)
@@ -535,7 +580,7 @@ fn room(
         supervisor: SupervisorConfig::default(),
     };
     let now = chrono::Utc::now();
-    let id = format!("les-bench-{preset}");
+    let id = format!("les-bench-{preset}-{attempt}");
     let plan = LessonPlan {
         id: id.clone(),
         classroom_id: room.classroom_id.clone(),
@@ -546,7 +591,7 @@ fn room(
         teacher: "bench".into(),
         subject: "bench".into(),
         start: now,
-        end: now + chrono::Duration::seconds(120),
+        end: now + chrono::Duration::seconds(600),
     };
     let dir: PathBuf = scratch.join(id);
     let runner = LessonRunner::start(&room, plan, &dir)?;
@@ -563,7 +608,22 @@ fn room(
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(WARM_UP);
-    let (recorder_pct, cameras_pct) = measure(&cameras, ticks, window)?;
+    // The manifest written at the start names the programme's file.
+    let started = LessonManifest::load(&dir)?;
+    let programme_path = started
+        .parts
+        .last()
+        .and_then(|p| p.programme.as_ref())
+        .map(|p| dir.join(&p.path))
+        .context("the manifest names a programme")?;
+    let written = std::fs::metadata(&programme_path).map_or(0, |m| m.len());
+    if written == 0 {
+        drop(runner.stop(true));
+        drop(cameras);
+        std::fs::remove_dir_all(&dir)?;
+        return Ok(None);
+    }
+    let (recorder_pct, cameras_pct) = measure(&cameras, ticks, Duration::from_secs(args.seconds))?;
     let manifest = runner.stop(true)?;
     drop(cameras);
     let part = manifest.parts.last().context("a part")?;
@@ -571,16 +631,16 @@ fn room(
         .ended_at
         .map_or(0.0, |end| (end - part.started_at).as_seconds_f64());
     let programme = part.programme.as_ref().context("no programme recorded")?;
-    let path = dir.join(&programme.path);
-    let frames = count_video_frames(&path)? as f64;
-    let bits = std::fs::metadata(&path)?.len() as f64 * 8.0;
+    let frames = count_video_frames(&programme_path)? as f64;
+    let bits = std::fs::metadata(&programme_path)?.len() as f64 * 8.0;
     std::fs::remove_dir_all(&dir)?;
-    Ok(RoomMeasurement {
+    Ok(Some(RoomMeasurement {
+        attempts: 0,
         recorder_pct,
         cameras_pct,
         programme_s: programme.duration_s,
         wall_s,
         programme_fps: frames / programme.duration_s,
         programme_mbps: bits / programme.duration_s / 1e6,
-    })
+    }))
 }

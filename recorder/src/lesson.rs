@@ -115,7 +115,7 @@ impl RoomSpec {
         config.rules.retain(|rule| {
             let keep = showable(&rule.show);
             if !keep {
-                tracing::info!(rule = %rule.name, classroom = %self.classroom_id, "rule left out: the room has no camera for its shot");
+                tracing::debug!(rule = %rule.name, classroom = %self.classroom_id, "rule left out: the room has no camera for its shot");
             }
             keep
         });
@@ -453,16 +453,12 @@ impl LessonRunner {
 
     /// The latest preview JPEG of a source or of the programme ([`crate::mixer::PROGRAMME`]).
     pub fn preview(&self, key: &str) -> Option<Vec<u8>> {
-        self.previews
-            .lock()
-            .expect("preview lock poisoned")
-            .get(key)
-            .cloned()
+        self.previews.get(key)
     }
 
     /// The preview map itself, for a reader that outlives this runner.
     pub(crate) fn preview_map(&self) -> Previews {
-        Arc::clone(&self.previews)
+        self.previews.clone()
     }
 
     /// Ends this part: every source and the programme get EOS, the files are probed, and the

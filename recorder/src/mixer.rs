@@ -185,8 +185,28 @@ pub fn layout(shot: &Shot, width: u32, height: u32) -> Vec<(SourceId, Rect, u32)
     }
 }
 
-/// The latest JPEG of each preview, by key.
-pub(crate) type Previews = Arc<Mutex<HashMap<String, Vec<u8>>>>;
+/// The latest JPEG of each preview, by key; cheap to clone, shared with the streaming threads
+/// that write it and whoever reads it (a lesson, its room).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Previews(Arc<Mutex<HashMap<String, Vec<u8>>>>);
+
+impl Previews {
+    /// The latest JPEG under `key`.
+    pub(crate) fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.0
+            .lock()
+            .expect("preview lock poisoned")
+            .get(key)
+            .cloned()
+    }
+
+    fn set(&self, key: &str, jpeg: &[u8]) {
+        self.0
+            .lock()
+            .expect("preview lock poisoned")
+            .insert(key.to_owned(), jpeg.to_vec());
+    }
+}
 
 /// One input's handles.
 #[derive(Debug)]
@@ -283,7 +303,7 @@ fn add_preview(
     pipeline.add_many(&elements).map_err(fail)?;
     gst::Element::link_many(&elements).map_err(fail)?;
     tee.link(&elements[0]).map_err(fail)?;
-    let previews = Arc::clone(previews);
+    let previews = previews.clone();
     elements[5]
         .static_pad("sink")
         .expect("fakesink has a sink pad")
@@ -291,10 +311,7 @@ fn add_preview(
             if let Some(buffer) = info.buffer()
                 && let Ok(map) = buffer.map_readable()
             {
-                previews
-                    .lock()
-                    .expect("preview lock poisoned")
-                    .insert(key.clone(), map.as_slice().to_vec());
+                previews.set(&key, map.as_slice());
             }
             gst::PadProbeReturn::Ok
         });
@@ -320,7 +337,7 @@ impl Mixer {
             reason: e.to_string(),
         };
         let pipeline = gst::Pipeline::with_name("programme");
-        let previews: Previews = Arc::default();
+        let previews = Previews::default();
 
         let compositor = gst::ElementFactory::make("compositor")
             .property_from_str("background", "black")
@@ -515,16 +532,12 @@ impl Mixer {
 
     /// The latest preview JPEG of a source (by device id) or of the programme ([`PROGRAMME`]).
     pub fn preview(&self, key: &str) -> Option<Vec<u8>> {
-        self.previews
-            .lock()
-            .expect("preview lock poisoned")
-            .get(key)
-            .cloned()
+        self.previews.get(key)
     }
 
     /// The preview map itself, for a reader that outlives borrowing the mixer.
     pub(crate) fn preview_map(&self) -> Previews {
-        Arc::clone(&self.previews)
+        self.previews.clone()
     }
 
     /// Blocks until the first programme frame is in the file, or `timeout`.

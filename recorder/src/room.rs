@@ -226,8 +226,10 @@ impl RoomHandle {
         let (commands, receiver) = mpsc::channel();
         let span = tracing::info_span!("room", classroom = %ctx.classroom_id);
         let classroom_id = ctx.classroom_id.clone();
+        let spec = load_cache::<GatewayClassroom>(&ctx.cache_dir.join("room.json"));
         let room = Room {
-            spec: load_cache::<GatewayClassroom>(&ctx.cache_dir.join("room.json")),
+            idle_sources: idle_sources(spec.as_ref(), &ctx),
+            spec,
             schedule: load_cache(&ctx.cache_dir.join("schedule.json")).unwrap_or_default(),
             ctx,
             delivery,
@@ -281,12 +283,7 @@ impl RoomHandle {
     /// The latest preview of a source or of the programme, while recording.
     pub fn preview(&self, key: &str) -> Option<Vec<u8>> {
         let previews = self.previews.lock().expect("preview lock poisoned");
-        previews
-            .as_ref()?
-            .lock()
-            .expect("preview lock poisoned")
-            .get(key)
-            .cloned()
+        previews.as_ref()?.get(key)
     }
 
     /// Stops the room: a running part is closed (EOS) but its lesson stays open, to be resumed by
@@ -317,6 +314,8 @@ struct Room {
     spec: Option<GatewayClassroom>,
     /// The timetable around today, from the gateway or the cache.
     schedule: Vec<ScheduledLesson>,
+    /// The room's sources as the status shows them while nothing records (from `spec`).
+    idle_sources: Vec<SourceStatus>,
     /// When the gateway last answered the refresh (or was last tried).
     refreshed: Option<Instant>,
     /// The lesson being recorded.
@@ -472,6 +471,7 @@ impl Room {
                 if self.schedule != schedule {
                     tracing::info!(lessons = schedule.len(), "timetable refreshed");
                 }
+                self.idle_sources = idle_sources(Some(&room), &self.ctx);
                 self.spec = Some(room);
                 self.schedule = schedule;
                 if self
@@ -645,24 +645,7 @@ impl Room {
                 let part = runner.status();
                 (part.sources, Some(part.shot))
             }
-            None => (
-                self.spec
-                    .as_ref()
-                    .and_then(|room| room_spec(room, &self.ctx).ok())
-                    .map(|spec| {
-                        spec.source_infos()
-                            .into_iter()
-                            .map(|s| SourceStatus {
-                                id: s.id,
-                                label: s.label,
-                                role: s.role,
-                                state: "IDLE".into(),
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                None,
-            ),
+            None => (self.idle_sources.clone(), None),
         };
         let delivery = self.delivery.status();
         RoomStatus {
@@ -809,6 +792,22 @@ pub fn room_spec(room: &GatewayClassroom, ctx: &RoomContext) -> Result<RoomSpec,
     };
     spec.validate()?;
     Ok(spec)
+}
+
+/// The sources of `room` as an idle room's status lists them.
+fn idle_sources(room: Option<&GatewayClassroom>, ctx: &RoomContext) -> Vec<SourceStatus> {
+    let Some(spec) = room.and_then(|room| room_spec(room, ctx).ok()) else {
+        return Vec::new();
+    };
+    spec.source_infos()
+        .into_iter()
+        .map(|s| SourceStatus {
+            id: s.id,
+            label: s.label,
+            role: s.role,
+            state: "IDLE".into(),
+        })
+        .collect()
 }
 
 /// Finalizes (for delivery) the room's lessons a crash left `RECORDING` whose time is over, and

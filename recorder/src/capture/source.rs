@@ -604,10 +604,10 @@ fn feed_branch(media: MediaKind, feed: &Feed) -> Result<Vec<gst::Element>, Captu
                 reason: format!("feed {what} must be between 1 and {}", i32::MAX),
             })
     };
-    let mut branch = vec![queue];
-    match media {
-        MediaKind::Video => {
-            let caps = gst::Caps::builder("video/x-raw")
+    let (decoders, caps, sink): (&[&'static str], gst::Caps, &'static str) = match media {
+        MediaKind::Video => (
+            &["avdec_h264", "videoconvert", "videoscale", "videorate"],
+            gst::Caps::builder("video/x-raw")
                 .field("format", "I420")
                 .field("width", positive(feed.width, "width")?)
                 .field("height", positive(feed.height, "height")?)
@@ -616,53 +616,36 @@ fn feed_branch(media: MediaKind, feed: &Feed) -> Result<Vec<gst::Element>, Captu
                     gst::Fraction::new(positive(feed.framerate, "framerate")?, 1),
                 )
                 .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-                .build();
-            for factory in ["avdec_h264", "videoconvert", "videoscale", "videorate"] {
-                branch.push(make(factory)?);
-            }
-            branch.push(
-                gst::ElementFactory::make("capsfilter")
-                    .property("caps", &caps)
-                    .build()
-                    .map_err(|_| CaptureError::MissingElement {
-                        factory: "capsfilter",
-                    })?,
-            );
-            branch.push(
-                gst::ElementFactory::make("intervideosink")
-                    .property("channel", &feed.channel)
-                    .build()
-                    .map_err(|_| CaptureError::MissingElement {
-                        factory: "intervideosink",
-                    })?,
-            );
-        }
-        MediaKind::Audio => {
-            let caps = gst::Caps::builder("audio/x-raw")
+                .build(),
+            "intervideosink",
+        ),
+        MediaKind::Audio => (
+            &["avdec_aac", "audioconvert", "audioresample"],
+            gst::Caps::builder("audio/x-raw")
                 .field("rate", 48_000i32)
                 .field("channels", 2i32)
-                .build();
-            for factory in ["avdec_aac", "audioconvert", "audioresample"] {
-                branch.push(make(factory)?);
-            }
-            branch.push(
-                gst::ElementFactory::make("capsfilter")
-                    .property("caps", &caps)
-                    .build()
-                    .map_err(|_| CaptureError::MissingElement {
-                        factory: "capsfilter",
-                    })?,
-            );
-            branch.push(
-                gst::ElementFactory::make("interaudiosink")
-                    .property("channel", &feed.channel)
-                    .build()
-                    .map_err(|_| CaptureError::MissingElement {
-                        factory: "interaudiosink",
-                    })?,
-            );
-        }
+                .build(),
+            "interaudiosink",
+        ),
+    };
+    let mut branch = vec![queue];
+    for factory in decoders {
+        branch.push(make(factory)?);
     }
+    branch.push(
+        gst::ElementFactory::make("capsfilter")
+            .property("caps", &caps)
+            .build()
+            .map_err(|_| CaptureError::MissingElement {
+                factory: "capsfilter",
+            })?,
+    );
+    branch.push(
+        gst::ElementFactory::make(sink)
+            .property("channel", &feed.channel)
+            .build()
+            .map_err(|_| CaptureError::MissingElement { factory: sink })?,
+    );
     Ok(branch)
 }
 
