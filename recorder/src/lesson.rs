@@ -223,6 +223,9 @@ pub struct PartStatus {
     pub cuts: usize,
     /// Sources whose picture the "signal lost" slate covers now (device ids).
     pub slates: Vec<String>,
+    /// Whether the programme's file has its first frame (false for long means the mixer is
+    /// stuck, e.g. starved of CPU).
+    pub programme_recording: bool,
 }
 
 /// What the control thread is told.
@@ -597,6 +600,7 @@ impl Control {
             shot,
             cuts: self.cuts.len(),
             slates,
+            programme_recording: self.mixer.wait_recording(Duration::ZERO).is_ok(),
         };
     }
 

@@ -157,6 +157,8 @@ pub struct RoomStatus {
     pub sources: Vec<SourceStatus>,
     /// The shot on air, while recording.
     pub shot: Option<String>,
+    /// Whether the programme (movie mode) is being written, while recording.
+    pub programme_recording: Option<bool>,
     /// Free bytes where recordings are written.
     pub free_disk_bytes: u64,
     /// Lessons waiting for (or in) delivery.
@@ -218,6 +220,7 @@ impl RoomHandle {
             lesson: None,
             sources: Vec::new(),
             shot: None,
+            programme_recording: None,
             free_disk_bytes: free_disk(&ctx.recordings),
             pending_uploads: 0,
             last_error: None,
@@ -640,12 +643,16 @@ impl Room {
                 }),
             ),
         };
-        let (sources, shot) = match &self.runner {
+        let (sources, shot, programme_recording) = match &self.runner {
             Some(runner) => {
                 let part = runner.status();
-                (part.sources, Some(part.shot))
+                (
+                    part.sources,
+                    Some(part.shot),
+                    Some(part.programme_recording),
+                )
             }
-            None => (self.idle_sources.clone(), None),
+            None => (self.idle_sources.clone(), None, None),
         };
         let delivery = self.delivery.status();
         RoomStatus {
@@ -654,6 +661,7 @@ impl Room {
             lesson,
             sources,
             shot,
+            programme_recording,
             free_disk_bytes: free_disk(&self.ctx.recordings),
             pending_uploads: delivery.pending + usize::from(delivery.delivering.is_some()),
             last_error: self.last_error.clone(),

@@ -216,6 +216,7 @@ fn both_modes_record_and_the_programme_follows_the_director() -> anyhow::Result<
         status.sources.iter().all(|s| s.state == "RECORDING"),
         "every source records: {status:?}"
     );
+    assert!(status.programme_recording, "{status:?}");
     let preview = runner
         .preview(PROGRAMME)
         .expect("a programme preview exists");

@@ -9,8 +9,10 @@
 //! - the gateway down for the whole lesson: the lesson is recorded from the cached timetable and
 //!   delivered once the gateway is back.
 //!
-//! Bells are minutes (`HH:MM`), so each test waits for the next minute boundary; the three run
-//! in parallel, and their lessons are kept small (320×180 cameras, x264 ultrafast).
+//! Bells are minutes (`HH:MM`), so each test waits for the next minute boundary. The tests take
+//! turns ([`SERIAL`]): a 1080p programme is live, and a live compositor starved of CPU (three
+//! rooms at once on two cores, beside whatever else runs) falls behind real time; their rooms
+//! are kept small too (320×180 cameras, a 10 fps programme, x264 ultrafast).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,6 +39,9 @@ const CAMERAS: [(&str, &str, &str); 3] = [
 
 /// Directing rules for a one-minute lesson: a 5 s static opening, a 2 s hold.
 const DIRECTOR: &str = "min_hold_s = 2.0\nstatic_first_s = 5.0\n";
+
+/// One lesson at a time (see the module doc).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Site {
     dir: PathBuf,
@@ -80,6 +85,11 @@ fn next_period(minutes: i64) -> (DateTime<Utc>, DateTime<Utc>) {
 /// cameras, and one lesson of `minutes` starting at the next minute. Written to the store
 /// before the gateway starts (the gateway caches timetables).
 async fn site(name: &str, listen_port: u16, minutes: i64) -> Site {
+    // The recorder's log, shown with a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("info,duet_recorder=debug")
+        .try_init();
     let dir = scratch(name);
     let cameras: Vec<RtspCameraSim> = CAMERAS
         .iter()
@@ -230,6 +240,7 @@ async fn site(name: &str, listen_port: u16, minutes: i64) -> Site {
     recorder.room.schedule_refresh_s = 2;
     recorder.room.report_interval_s = 1;
     recorder.mixer.speed_preset = "ultrafast".into();
+    recorder.mixer.framerate = 10;
     recorder.mixer.feed_width = 320;
     recorder.mixer.feed_height = 180;
     recorder.delivery.retry_initial = Duration::from_millis(500);
@@ -315,6 +326,7 @@ fn archive_dir(lesson: &Value) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timetabled_lesson_records_both_modes_and_reaches_the_archive_by_itself() {
+    let _turn = SERIAL.lock().await;
     let site = site("rec-timetable", 18181, 1).await;
     let gateway = duet::start_gateway(&site.config).await.unwrap();
     let recorder = start_recorder(&site.config).await;
@@ -322,6 +334,7 @@ async fn a_timetabled_lesson_records_both_modes_and_reaches_the_archive_by_itsel
     let room = recorder.room(&site.classroom).unwrap();
     let status = room.status();
     assert_eq!(status.state, "recording", "{status:?}");
+    assert_eq!(status.programme_recording, Some(true), "{status:?}");
     // Events from a sensor or the API: a pupil stands, sits, the courseware is touched.
     let event = |json: &str| {
         let event = serde_json::from_str(json).unwrap();
@@ -395,6 +408,7 @@ async fn a_timetabled_lesson_records_both_modes_and_reaches_the_archive_by_itsel
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_recorder_killed_mid_lesson_resumes_and_the_archive_holds_both_parts() {
+    let _turn = SERIAL.lock().await;
     let site = site("rec-kill", 18182, 2).await;
     let gateway = duet::start_gateway(&site.config).await.unwrap();
     let config_path = site.dir.join("duet.toml");
@@ -403,7 +417,13 @@ async fn the_recorder_killed_mid_lesson_resumes_and_the_archive_holds_both_parts
         std::process::Command::new(env!("CARGO_BIN_EXE_duet"))
             .args(["recorder", "--config"])
             .arg(&config_path)
-            .stdout(std::fs::File::create(site.dir.join("recorder.log")).unwrap())
+            .stdout(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(site.dir.join("recorder.log"))
+                    .unwrap(),
+            )
             .spawn()
             .expect("duet recorder starts")
     };
@@ -463,6 +483,7 @@ async fn the_recorder_killed_mid_lesson_resumes_and_the_archive_holds_both_parts
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_gateway_down_for_the_whole_lesson_it_is_recorded_and_delivered_later() {
+    let _turn = SERIAL.lock().await;
     let site = site("rec-offline", 18183, 1).await;
     let gateway = duet::start_gateway(&site.config).await.unwrap();
     let recorder = start_recorder(&site.config).await;
