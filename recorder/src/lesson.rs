@@ -37,6 +37,9 @@ use crate::mixer::{Mixer, MixerConfig, MixerInput, Previews};
 /// How often the control thread looks at the sources and the director's timers.
 pub const TICK: Duration = Duration::from_millis(200);
 
+/// How long a programme may go without its first frame before its mixer is started again.
+const PROGRAMME_STALL: Duration = Duration::from_secs(20);
+
 /// The programme file of a part.
 const PROGRAMME_FILE: &str = "programme.mkv";
 
@@ -376,14 +379,15 @@ impl LessonRunner {
             })
             .collect();
         let audio_channel = room.microphone.as_ref().map(|m| room.channel(&m.id));
+        let previews = Previews::default();
         let mixer = Mixer::start(
             &room.mixer,
             &inputs,
             audio_channel.as_deref(),
             &dir.join(&programme_rel),
             director.current(),
+            previews.clone(),
         )?;
-        let previews = mixer.preview_map();
 
         let status = Arc::new(Mutex::new(PartStatus::default()));
         let (commands, receiver) = mpsc::channel();
@@ -392,9 +396,12 @@ impl LessonRunner {
             dir: dir.to_owned(),
             part_rel,
             part_started_at: now,
-            started,
             director,
             mixer,
+            mixer_started: started,
+            inputs,
+            audio_channel,
+            previews: previews.clone(),
             supervisors,
             lost: Vec::new(),
             cuts: Vec::new(),
@@ -510,9 +517,16 @@ struct Control {
     dir: PathBuf,
     part_rel: PathBuf,
     part_started_at: DateTime<Utc>,
-    started: Instant,
     director: Director,
     mixer: Mixer,
+    /// When the running mixer started: its programme's time zero (cut times count from it).
+    mixer_started: Instant,
+    /// What the mixer mixes, to start it again.
+    inputs: Vec<MixerInput>,
+    /// The microphone's feed, to start the mixer again.
+    audio_channel: Option<String>,
+    /// Where the mixer's previews go (kept across restarts).
+    previews: Previews,
     /// Video sources carry their director id; the microphone none.
     supervisors: Vec<(Option<SourceId>, SourceSpec, SourceSupervisor)>,
     /// Video sources currently reported lost to the director.
@@ -584,9 +598,16 @@ impl Control {
                 Some(_) => "SOURCE_LOST".to_owned(),
                 None => cut.reason.to_string(),
             };
-            let at_s = cut.at.saturating_duration_since(self.started).as_secs_f64();
+            let at_s = cut
+                .at
+                .saturating_duration_since(self.mixer_started)
+                .as_secs_f64();
             tracing::info!(at_s, %shot, %reason, "cut");
             self.cuts.push(CutRecord { at_s, shot, reason });
+        }
+        let programme_recording = self.mixer.wait_recording(Duration::ZERO).is_ok();
+        if !programme_recording && self.mixer_started.elapsed() > PROGRAMME_STALL {
+            self.restart_mixer();
         }
         let shot = self.shot_name(self.director.current());
         let slates = self
@@ -600,8 +621,32 @@ impl Control {
             shot,
             cuts: self.cuts.len(),
             slates,
-            programme_recording: self.mixer.wait_recording(Duration::ZERO).is_ok(),
+            programme_recording,
         };
+    }
+
+    /// Replaces a mixer that has written nothing for [`PROGRAMME_STALL`] with a new one on the
+    /// same (still empty) file: a stuck programme must not cost the lesson its movie mode.
+    fn restart_mixer(&mut self) {
+        tracing::error!(stalled = ?PROGRAMME_STALL, "the programme has written nothing: starting its mixer again");
+        let path = self.dir.join(&self.part_rel).join(PROGRAMME_FILE);
+        // The old pipeline has written nothing: the new one may open the same file before the old
+        // one is dropped (Null, its descriptor closed unused).
+        let restarted = Mixer::start(
+            &self.room.mixer,
+            &self.inputs,
+            self.audio_channel.as_deref(),
+            &path,
+            self.director.current(),
+            self.previews.clone(),
+        );
+        match restarted {
+            Ok(mixer) => drop(std::mem::replace(&mut self.mixer, mixer)),
+            Err(err) => {
+                tracing::error!(%err, "the mixer did not start again; next try after the stall time")
+            }
+        }
+        self.mixer_started = Instant::now();
     }
 
     /// `SINGLE(cam-pupil)`: the director's token with device ids.

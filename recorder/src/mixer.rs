@@ -230,8 +230,6 @@ pub struct Mixer {
     inputs: Vec<Input>,
     /// Programme size, for layouts.
     size: (u32, u32),
-    /// Latest previews, written by streaming threads.
-    previews: Previews,
 }
 
 fn make(factory: &'static str) -> Result<gst::Element, CaptureError> {
@@ -321,13 +319,15 @@ fn add_preview(
 impl Mixer {
     /// Builds and starts the programme of `inputs` into `out` (Matroska), showing `first` (the
     /// director's opening shot), with the audio of the `audio_channel` feed (silence without
-    /// one). Blocking.
-    pub fn start(
+    /// one). Previews go to `previews` (shared, so that a mixer started again keeps its readers).
+    /// Blocking.
+    pub(crate) fn start(
         config: &MixerConfig,
         inputs: &[MixerInput],
         audio_channel: Option<&str>,
         out: &Path,
         first: &Shot,
+        previews: Previews,
     ) -> Result<Self, CaptureError> {
         config.validate()?;
         gst::init().map_err(CaptureError::Init)?;
@@ -337,7 +337,6 @@ impl Mixer {
             reason: e.to_string(),
         };
         let pipeline = gst::Pipeline::with_name("programme");
-        let previews = Previews::default();
 
         let compositor = gst::ElementFactory::make("compositor")
             .property_from_str("background", "black")
@@ -489,7 +488,6 @@ impl Mixer {
             recording: SourceRecorder::launch(pipeline, &sink, out, "programme".into(), span)?,
             inputs: handles,
             size: (config.width, config.height),
-            previews,
         };
         mixer.show(first);
         Ok(mixer)
@@ -528,16 +526,6 @@ impl Mixer {
             .iter()
             .find(|i| i.source == source)
             .is_some_and(|i| !i.slate.property::<String>("text").is_empty())
-    }
-
-    /// The latest preview JPEG of a source (by device id) or of the programme ([`PROGRAMME`]).
-    pub fn preview(&self, key: &str) -> Option<Vec<u8>> {
-        self.previews.get(key)
-    }
-
-    /// The preview map itself, for a reader that outlives borrowing the mixer.
-    pub(crate) fn preview_map(&self) -> Previews {
-        self.previews.clone()
     }
 
     /// Blocks until the first programme frame is in the file, or `timeout`.
