@@ -8,15 +8,21 @@
 //!    1280×720 25 fps feed each (what movie mode adds per source before the mixer: H.264 decode,
 //!    scale, rate, an `intervideosink`). Reported: the recorder process's CPU over the window, per
 //!    source, and the files' bitrate and frame rate.
-//! 2. **The programme's encoder, offline**: two `videotestsrc` 1280×720 inputs (a moving ball full
-//!    frame, colour bars as a picture-in-picture inset, as the mixer lays out a PIP shot) into
+//! 2. **The programme's encoder, offline**: two `videotestsrc` 1280×720 inputs (the cameras'
+//!    pattern full frame, colour bars as a picture-in-picture inset, as the mixer lays out a PIP
+//!    shot) into
 //!    `compositor` at 1920×1080, pinned to I420 at 30 fps, `x264enc` with the mixer's settings
 //!    (bitrate 4000, `key-int-max` 2 s, no B-frames) at three speed presets, as fast as it goes.
 //!    Reported: frames per second (÷ 30 = realtime factor) and CPU seconds per frame.
 //! 3. **A whole room, live**: a [`LessonRunner`] with 4 cameras and the first camera's microphone,
 //!    both modes at once, with the default [`MixerConfig`] (1080p25, `veryfast`) and with
 //!    `ultrafast`. Reported: the recorder's CPU, and the programme's duration and frame rate (a
-//!    programme that cannot keep up drops frames).
+//!    programme that cannot keep up drops frames). A start whose programme writes nothing is
+//!    started again, up to `--room-attempts` times; the table says how many starts it took.
+//!
+//! `--pattern` picks the picture of every camera and of the offline encoder's main input: `ball`
+//! (the simulator's default, a ball on black: easy for H.264) or `snow` (noise: the hardest case,
+//! where the encoders reach their bitrates). A classroom lies between the two.
 //!
 //! The cameras run in a **child process** (this binary again, `serve-cameras N`), so their x264
 //! encoding is not counted: the child prints one URL a line, and exits when its stdin closes (also
@@ -30,12 +36,14 @@
 //! # Usage
 //! ```sh
 //! cargo run --release -p duet-recorder --example recorder-bench -- \
-//!     [--sources 1,2,4] [--seconds 30] [--frames 600] [--only resource,encode,room] [--json]
+//!     [--sources 1,2,4] [--seconds 30] [--frames 600] [--only resource,encode,room] \
+//!     [--pattern ball|snow] [--room-attempts 5] [--json]
 //! ```
 //! It prints markdown tables (and with `--json` one JSON object a line per measurement).
 //!
 //! # Not measured
-//! Real cameras (their streams are less regular than the simulator's), the upload, memory.
+//! Real cameras (their streams and pictures differ from the simulator's), several rooms on one
+//! machine, the upload, memory.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -91,6 +99,7 @@ struct Args {
     frames: u32,
     only: Vec<String>,
     pattern: String,
+    room_attempts: u32,
     json: bool,
 }
 
@@ -101,6 +110,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
         frames: 600,
         only: ["resource", "encode", "room"].map(String::from).to_vec(),
         pattern: "ball".into(),
+        room_attempts: 5,
         json: false,
     };
     while let Some(arg) = args.next() {
@@ -117,6 +127,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
             "--frames" => parsed.frames = value()?.parse().context("--frames")?,
             "--only" => parsed.only = value()?.split(',').map(String::from).collect(),
             "--pattern" => parsed.pattern = value()?,
+            "--room-attempts" => {
+                parsed.room_attempts = value()?.parse().context("--room-attempts")?
+            }
             "--json" => parsed.json = true,
             other => bail!("unknown argument {other:?} (see the //! doc of recorder-bench.rs)"),
         }
@@ -524,15 +537,16 @@ struct RoomMeasurement {
     programme_mbps: f64,
 }
 
-/// How many times a room is started before its programme is given up.
-const ROOM_ATTEMPTS: u32 = 3;
+/// How long after the warm-up a room's programme file may stay empty before the run counts as
+/// failed.
+const PROGRAMME_START: Duration = Duration::from_secs(10);
 
-/// A room with `preset`: started again (in a new camera process, under a new classroom id) when
-/// its programme file is still empty after the warm-up, since a window without a programme would
-/// measure the wrong thing. Observed here: the mixer's pipeline sometimes stops at once with
-/// `not-negotiated` from an `intervideosrc`.
+/// A room with `preset`: started again (in a new camera process, under a new classroom id), up to
+/// `--room-attempts` times, when its programme file is still empty [`PROGRAMME_START`] after the
+/// warm-up, since a window without a programme would measure the wrong thing. Observed here: the
+/// mixer's pipeline sometimes stops at once, an `intervideosrc` failing with `not-negotiated`.
 fn room(preset: &str, args: &Args, ticks: f64, scratch: &Path) -> anyhow::Result<RoomMeasurement> {
-    for attempt in 1..=ROOM_ATTEMPTS {
+    for attempt in 1..=args.room_attempts {
         match room_once(preset, attempt, args, ticks, scratch)? {
             Some(mut m) => {
                 m.attempts = attempt;
@@ -541,7 +555,10 @@ fn room(preset: &str, args: &Args, ticks: f64, scratch: &Path) -> anyhow::Result
             None => eprintln!("room {preset}, attempt {attempt}: no programme written; again"),
         }
     }
-    bail!("room {preset}: no programme in {ROOM_ATTEMPTS} attempts")
+    bail!(
+        "room {preset}: no programme in {} attempts",
+        args.room_attempts
+    )
 }
 
 /// One room run; `None` if the programme wrote nothing by the end of the warm-up.
@@ -616,8 +633,12 @@ fn room_once(
         .and_then(|p| p.programme.as_ref())
         .map(|p| dir.join(&p.path))
         .context("the manifest names a programme")?;
-    let written = std::fs::metadata(&programme_path).map_or(0, |m| m.len());
-    if written == 0 {
+    let waiting = Instant::now();
+    let written = || std::fs::metadata(&programme_path).is_ok_and(|m| m.len() > 0);
+    while !written() && waiting.elapsed() < PROGRAMME_START {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !written() {
         drop(runner.stop(true));
         drop(cameras);
         std::fs::remove_dir_all(&dir)?;

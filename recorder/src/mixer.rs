@@ -6,7 +6,7 @@
 //! ([`crate::capture::Feed`]), so a camera that drops out never touches this pipeline:
 //!
 //! ```text
-//! intervideosrc channel=<feed> (black after 1 s without frames) ! I420 WxH
+//! intervideosrc channel=<feed> (black after 1 s without frames) ! videoconvert ! videoscale ! I420 WxH
 //!   ! textoverlay (the "signal lost" slate, empty while the source works) ! tee
 //!     tee. ! queue ! compositor.sink_N   (position, size, alpha and z-order set per shot)
 //!     tee. ! queue (leaky) ! videorate 1 fps ! videoscale 320×180 ! jpegenc ! fakesink  (preview)
@@ -262,7 +262,8 @@ fn raw_video(width: u32, height: u32, framerate: Option<u32>) -> gst::Caps {
         .field("format", "I420")
         .field("width", width as i32)
         .field("height", height as i32)
-        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1));
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+        .field("interlace-mode", "progressive");
     if let Some(f) = framerate {
         b = b.field("framerate", gst::Fraction::new(f as i32, 1));
     }
@@ -372,7 +373,19 @@ impl Mixer {
                 })?;
             let tee = make("tee")?;
             let queue = make("queue")?;
-            let chain = [src, caps, slate.clone(), tee.clone(), queue.clone()];
+            // intervideosrc starts with caps of its own (black frames) and switches to the feed's
+            // exact caps (colorimetry, interlace mode) when the feed's first frame arrives; the
+            // converters absorb that switch, which otherwise fails the overlay's negotiation now
+            // and then and leaves the whole programme empty.
+            let chain = [
+                src,
+                make("videoconvert")?,
+                make("videoscale")?,
+                caps,
+                slate.clone(),
+                tee.clone(),
+                queue.clone(),
+            ];
             pipeline.add_many(&chain).map_err(fail)?;
             gst::Element::link_many(&chain).map_err(fail)?;
             let pad =

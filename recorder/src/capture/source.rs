@@ -616,6 +616,7 @@ fn feed_branch(media: MediaKind, feed: &Feed) -> Result<Vec<gst::Element>, Captu
                     gst::Fraction::new(positive(feed.framerate, "framerate")?, 1),
                 )
                 .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+                .field("interlace-mode", "progressive")
                 .build(),
             "intervideosink",
         ),
