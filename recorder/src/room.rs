@@ -397,14 +397,16 @@ impl Room {
                 tracing::info!(lesson = %plan.id, minutes, "manual start");
                 self.manual = Some(plan);
                 self.reconcile(now);
-                match &self.runner {
-                    Some(_) => Ok(()),
-                    None => Err(RoomError::NoRoom(
-                        self.last_error
-                            .clone()
-                            .unwrap_or_else(|| "no devices".into()),
-                    )),
+                if self.runner.is_some() {
+                    return Ok(());
                 }
+                // Refused now: not to start by itself later, when nobody expects it.
+                self.manual = None;
+                Err(RoomError::NoRoom(
+                    self.last_error
+                        .clone()
+                        .unwrap_or_else(|| "no devices".into()),
+                ))
             }
             RoomCommand::Stop => {
                 if let Some(runner) = &self.runner {
