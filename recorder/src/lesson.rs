@@ -346,27 +346,35 @@ impl LessonRunner {
             height: room.mixer.feed_height,
             framerate: room.mixer.framerate,
         };
-        for (i, s) in room.sources.iter().enumerate() {
+        let mut unusable = Vec::new();
+        let video = room
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (Some(RoomSpec::source_id(i)), s, MediaKind::Video));
+        let audio = room.microphone.iter().map(|m| (None, m, MediaKind::Audio));
+        for (source, spec, media) in video.chain(audio) {
             let options = SourceOptions {
-                media: MediaKind::Video,
-                feed: Some(feed(&s.id)),
+                media,
+                feed: Some(feed(&spec.id)),
             };
-            let base = dir.join(&part_rel).join(&s.id);
-            let sup = SourceSupervisor::start_with(&s.url, &base, room.supervisor, options)?;
-            supervisors.push((Some(RoomSpec::source_id(i)), s.clone(), sup));
-        }
-        if let Some(mic) = &room.microphone {
-            let options = SourceOptions {
-                media: MediaKind::Audio,
-                feed: Some(feed(&mic.id)),
-            };
-            let base = dir.join(&part_rel).join(&mic.id);
-            let sup = SourceSupervisor::start_with(&mic.url, &base, room.supervisor, options)?;
-            supervisors.push((None, mic.clone(), sup));
+            let base = dir.join(&part_rel).join(&spec.id);
+            match SourceSupervisor::start_with(&spec.url, &base, room.supervisor, options) {
+                Ok(sup) => supervisors.push((source, spec.clone(), sup)),
+                // A device the recorder cannot use at all (a URL of no known kind, say) costs its
+                // own recording, not the lesson's: the others record, and a gap says why.
+                Err(err) => {
+                    tracing::error!(source = %spec.id, %err, "source cannot be recorded");
+                    unusable.push((source, spec.clone(), err.to_string()));
+                }
+            }
         }
 
         let started = Instant::now();
-        let director = Director::new(room.director_config(), room.source_map(), started)?;
+        let mut director = Director::new(room.director_config(), room.source_map(), started)?;
+        for source in unusable.iter().filter_map(|(source, _, _)| *source) {
+            director.handle_event(started, Event::SourceLost(source));
+        }
         let inputs: Vec<MixerInput> = room
             .sources
             .iter()
@@ -388,6 +396,9 @@ impl LessonRunner {
             director.current(),
             previews.clone(),
         )?;
+        for source in unusable.iter().filter_map(|(source, _, _)| *source) {
+            mixer.set_lost(source, true);
+        }
 
         let status = Arc::new(Mutex::new(PartStatus::default()));
         let (commands, receiver) = mpsc::channel();
@@ -403,6 +414,7 @@ impl LessonRunner {
             audio_channel,
             previews: previews.clone(),
             supervisors,
+            unusable,
             lost: Vec::new(),
             cuts: Vec::new(),
             status: Arc::clone(&status),
@@ -529,6 +541,8 @@ struct Control {
     previews: Previews,
     /// Video sources carry their director id; the microphone none.
     supervisors: Vec<(Option<SourceId>, SourceSpec, SourceSupervisor)>,
+    /// Sources whose recorder could not even be built, with why: lost for the whole part.
+    unusable: Vec<(Option<SourceId>, SourceSpec, String)>,
     /// Video sources currently reported lost to the director.
     lost: Vec<SourceId>,
     cuts: Vec<CutRecord>,
@@ -584,6 +598,14 @@ impl Control {
                 self.director.handle_event(now, Event::SourceBack(source));
             }
         }
+        for (_, spec, _) in &self.unusable {
+            sources.push(SourceStatus {
+                id: spec.id.clone(),
+                label: spec.label.clone(),
+                role: spec.role.map_or("microphone", Role::name).to_owned(),
+                state: "FAILED".to_owned(),
+            });
+        }
         if self
             .director
             .poll_timeout()
@@ -611,10 +633,12 @@ impl Control {
         }
         let shot = self.shot_name(self.director.current());
         let slates = self
-            .supervisors
+            .room
+            .sources
             .iter()
-            .filter(|(source, _, _)| source.is_some_and(|s| self.mixer.is_slate_on(s)))
-            .map(|(_, spec, _)| spec.id.clone())
+            .enumerate()
+            .filter(|(i, _)| self.mixer.is_slate_on(RoomSpec::source_id(*i)))
+            .map(|(_, spec)| spec.id.clone())
             .collect();
         *self.status.lock().expect("status lock poisoned") = PartStatus {
             sources,
@@ -670,6 +694,7 @@ impl Control {
             part_started_at,
             mixer,
             supervisors,
+            unusable,
             cuts,
             ..
         } = self;
@@ -716,6 +741,14 @@ impl Control {
                     reason: gap.reason,
                 });
             }
+        }
+        for (_, spec, reason) in unusable {
+            gaps.push(GapRecord {
+                source_id: Some(spec.id),
+                from: part_started_at,
+                to: ended_at,
+                reason,
+            });
         }
         PartOutcome {
             sources,

@@ -370,3 +370,60 @@ fn a_camera_lost_for_ten_seconds_gets_a_slate_and_the_recording_runs_on() -> any
     std::fs::remove_dir_all(dir)?;
     Ok(())
 }
+
+/// A device the recorder cannot use at all (a URL of no known kind) costs its own recording, not
+/// the lesson's: the other camera and the programme record, the bad one is FAILED under its
+/// slate, and the lesson's gaps say why for the whole part.
+#[test]
+fn an_unusable_device_does_not_cost_the_lesson() -> anyhow::Result<()> {
+    let dir = scratch_dir("lesson-bad-device");
+    let cams = start_cameras(&CAMERAS[..1]);
+    let mut room = test_room("cls-bad", &CAMERAS[..1], &cams, None, (60.0, 1.5));
+    room.sources.push(SourceSpec {
+        id: "cam-broken".into(),
+        role: Some(Role::PupilsWide),
+        label: "学生全景".into(),
+        url: "ftp://10.0.0.9/cam".into(),
+    });
+    let lesson_dir = dir.join("les-bad");
+    let runner = LessonRunner::start(&room, test_plan("les-bad", "cls-bad", 10), &lesson_dir)?;
+    std::thread::sleep(Duration::from_secs(4));
+    let status = runner.status();
+    let state = |id: &str| {
+        status
+            .sources
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.state.clone())
+    };
+    assert_eq!(
+        state("cam-teacher").as_deref(),
+        Some("RECORDING"),
+        "{status:?}"
+    );
+    assert_eq!(state("cam-broken").as_deref(), Some("FAILED"), "{status:?}");
+    assert_eq!(status.slates, ["cam-broken"]);
+    assert_eq!(
+        status.shot, "SINGLE(cam-teacher)",
+        "never on air: {status:?}"
+    );
+    assert!(status.programme_recording, "{status:?}");
+    let manifest = runner.stop(true)?;
+    let part = &manifest.parts[0];
+    assert!(
+        part.sources
+            .iter()
+            .any(|m| m.source_id.as_deref() == Some("cam-teacher"))
+    );
+    let gap = manifest
+        .gaps
+        .iter()
+        .find(|g| g.source_id.as_deref() == Some("cam-broken"))
+        .expect("the broken device's gap");
+    assert_eq!(gap.from, part.started_at);
+    assert_eq!(Some(gap.to), part.ended_at);
+    assert!(gap.reason.contains("ftp://"), "{}", gap.reason);
+    drop(cams);
+    std::fs::remove_dir_all(dir)?;
+    Ok(())
+}
