@@ -215,6 +215,18 @@ pub struct SourceStatus {
     pub state: String,
 }
 
+impl SourceStatus {
+    /// `spec` in state `state`.
+    pub fn of(spec: &SourceSpec, state: &str) -> Self {
+        Self {
+            id: spec.id.clone(),
+            label: spec.label.clone(),
+            role: spec.role.map_or("microphone", Role::name).to_owned(),
+            state: state.to_owned(),
+        }
+    }
+}
+
 /// What a running part looks like from outside.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PartStatus {
@@ -577,12 +589,7 @@ impl Control {
         let mut sources = Vec::with_capacity(self.supervisors.len());
         for (source, spec, sup) in &self.supervisors {
             let state = sup.state();
-            sources.push(SourceStatus {
-                id: spec.id.clone(),
-                label: spec.label.clone(),
-                role: spec.role.map_or("microphone", Role::name).to_owned(),
-                state: state.token().to_owned(),
-            });
+            sources.push(SourceStatus::of(spec, state.token()));
             let Some(source) = *source else { continue };
             let lost = matches!(state, SupervisorState::Reconnecting { .. });
             let known = self.lost.contains(&source);
@@ -599,12 +606,7 @@ impl Control {
             }
         }
         for (_, spec, _) in &self.unusable {
-            sources.push(SourceStatus {
-                id: spec.id.clone(),
-                label: spec.label.clone(),
-                role: spec.role.map_or("microphone", Role::name).to_owned(),
-                state: "FAILED".to_owned(),
-            });
+            sources.push(SourceStatus::of(spec, "FAILED"));
         }
         if self
             .director
@@ -665,7 +667,13 @@ impl Control {
             self.previews.clone(),
         );
         match restarted {
-            Ok(mixer) => drop(std::mem::replace(&mut self.mixer, mixer)),
+            Ok(mixer) => {
+                drop(std::mem::replace(&mut self.mixer, mixer));
+                let gone = self.unusable.iter().filter_map(|(source, _, _)| *source);
+                for source in self.lost.iter().copied().chain(gone) {
+                    self.mixer.set_lost(source, true);
+                }
+            }
             Err(err) => {
                 tracing::error!(%err, "the mixer did not start again; next try after the stall time")
             }

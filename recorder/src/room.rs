@@ -809,14 +809,10 @@ fn idle_sources(room: Option<&GatewayClassroom>, ctx: &RoomContext) -> Vec<Sourc
     let Some(spec) = room.and_then(|room| room_spec(room, ctx).ok()) else {
         return Vec::new();
     };
-    spec.source_infos()
-        .into_iter()
-        .map(|s| SourceStatus {
-            id: s.id,
-            label: s.label,
-            role: s.role,
-            state: "IDLE".into(),
-        })
+    spec.sources
+        .iter()
+        .chain(spec.microphone.iter())
+        .map(|s| SourceStatus::of(s, "IDLE"))
         .collect()
 }
 
