@@ -2444,15 +2444,16 @@
    * A preview picture refreshed in place: refresh() asks for a new frame unless the last one is
    * still loading (a slow school network must not pile up requests); no picture → a placeholder.
    */
-  function livePreview(roomId, sourceId, big) {
+  function livePreview(roomId, sourceId, big, audioOnly) {
     var img = h('img', { class: 'rec-img', alt: '', hidden: true });
-    var none = h('div', { class: 'rec-nopic', i18n: 'rec.noPicture' });
+    var none = h('div', { class: 'rec-nopic', i18n: audioOnly ? 'rec.audioOnly' : 'rec.noPicture' });
     var box = h('div', { class: 'rec-preview' + (big ? ' rec-preview-big' : ''), data: { preview: sourceId } }, img, none);
     var loading = false;
     img.addEventListener('load', function () { loading = false; img.hidden = false; none.hidden = true; });
     img.addEventListener('error', function () { loading = false; img.hidden = true; none.hidden = false; });
     box.refresh = function () {
-      if (loading || !box.isConnected) return;
+      // A microphone has no picture to ask for.
+      if (audioOnly || loading || !box.isConnected) return;
       loading = true;
       img.src = previewUrl(roomId, sourceId) + '?t=' + Date.now();
     };
@@ -2550,7 +2551,7 @@
           empty(sourcesBox);
           if (!sources.length) append(sourcesBox, h('div', { class: 'muted', i18n: 'rec.noSources' }));
           sources.forEach(function (x) {
-            var p = livePreview(room.id, String(x.id), false);
+            var p = livePreview(room.id, String(x.id), false, x.role === 'microphone');
             sourcePreviews.push(p);
             append(sourcesBox, h('div', { class: 'rec-source', data: { source: String(x.id) } },
               p, h('div', { class: 'rec-source-line' }, h('span', { class: 'rec-source-label' }), h('span', { class: 'badge rec-src-state' }))));
