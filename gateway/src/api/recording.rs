@@ -158,87 +158,9 @@ pub async fn get_recorder_status(
 // ---------------------------------------------------------------------------------------------
 // Lessons
 
-/// What kind of file a lesson has.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LessonFileKind {
-    /// The directed programme (电影模式).
-    Programme,
-    /// One source's own recording (资源模式).
-    Source,
-    /// Metadata (the manifest, cut list, …).
-    Metadata,
-}
-
-/// One file of a registered lesson.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LessonFile {
-    /// Name (or path) relative to the archive URI, e.g. `programme-1.mp4`.
-    pub name: String,
-    /// What it is.
-    pub kind: LessonFileKind,
-    /// The source it records, for `source` files.
-    #[serde(default)]
-    pub source_id: Option<String>,
-    /// Size in bytes.
-    pub bytes: u64,
-    /// Media duration in seconds (0 for metadata).
-    #[serde(default)]
-    pub duration_s: f64,
-    /// SHA-256 of the content, hex.
-    pub sha256: String,
-}
-
-/// A stretch with no picture from a source, or from the whole room (`source_id: null`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LessonGap {
-    /// The source, or `null` for the whole recording.
-    #[serde(default)]
-    pub source_id: Option<String>,
-    /// Start.
-    pub from: DateTime<Utc>,
-    /// End.
-    pub to: DateTime<Utc>,
-    /// Why, for the reviewer.
-    pub reason: String,
-}
-
-/// `POST /api/lessons` body (unknown extra fields are kept in the stored metadata).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct NewLesson {
-    /// Chosen by the recorder: `les_…`, stable across retries.
-    pub id: String,
-    /// The recording classroom.
-    pub classroom_id: String,
-    /// The timetable series, for a timetabled lesson.
-    #[serde(default)]
-    pub series_id: Option<String>,
-    /// The school-local date of a timetabled lesson.
-    #[serde(default)]
-    pub date: Option<NaiveDate>,
-    /// Its period.
-    #[serde(default)]
-    pub period: Option<u8>,
-    /// Title in the archive.
-    pub title: String,
-    /// The teacher's name.
-    pub teacher: String,
-    /// The subject's name.
-    pub subject: String,
-    /// First frame.
-    pub started_at: DateTime<Utc>,
-    /// Last frame.
-    pub ended_at: DateTime<Utc>,
-    /// `file:///…` or `s3://bucket/key`.
-    pub archive_uri: String,
-    /// The files (at least one).
-    pub files: Vec<LessonFile>,
-    /// Gaps in the recording.
-    #[serde(default)]
-    pub gaps: Vec<LessonGap>,
-    /// How many uninterrupted runs of the recorder made the lesson.
-    pub parts: u32,
-}
+pub use duet_gateway_proto::{
+    LessonFile, LessonFileKind, LessonGap, LessonRegistration as NewLesson,
+};
 
 /// A lesson as the API shows it: the stored columns, with `files`, `gaps` and `parts` from the
 /// registration.

@@ -64,7 +64,7 @@ use std::path::PathBuf;
 
 pub use archive::{Archive, StoreOutcome};
 pub use config::{ArchiveConfig, DeliveryConfig};
-pub use gateway::{FileKind, LessonRegistration, RegisteredFile, RegisteredGap};
+pub use gateway::{FileKind, LessonFile, LessonGap, LessonRegistration, registration};
 pub use package::{
     MediaProbe, StreamKind, StreamProbe, package_lesson, probe_media, remux_to_mp4, sha256_file,
 };

@@ -397,7 +397,7 @@ impl Worker {
                 &self.shared.stop,
             )?;
             let files = state.files.as_deref().expect("packaged above");
-            let registration = LessonRegistration::new(&manifest, files, &archive_uri);
+            let registration = gateway::registration(&manifest, files, &archive_uri);
             self.register(&registration)?;
             state.registered_at = Some(chrono::Utc::now());
             state.save(dir)?;
