@@ -505,7 +505,10 @@ fn delivers_a_lesson_to_a_local_archive() -> anyhow::Result<()> {
     );
     assert_eq!(files[1]["source_id"], "cam-teacher");
     assert!(files[0]["duration_s"].as_f64().unwrap() > 3.5);
-    assert_eq!(files[5]["duration_s"], 0.0, "metadata has no media: duration 0");
+    assert_eq!(
+        files[5]["duration_s"], 0.0,
+        "metadata has no media: duration 0"
+    );
 
     // metadata.json: plan, sources, parts with their files, gaps, cuts.
     let metadata: Value = serde_json::from_slice(&std::fs::read(dest.join("metadata.json"))?)?;
