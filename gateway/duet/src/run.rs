@@ -238,7 +238,10 @@ async fn start_in_process_recorder(
     let mut recorder = config.recorder.clone();
     let mut cameras = Vec::new();
     if recorder.classrooms.is_empty() && config.gateway.demo {
-        cameras = crate::recording::start_demo_cameras();
+        // GStreamer's first init scans its plugins: off the async threads.
+        cameras = tokio::task::spawn_blocking(crate::recording::start_demo_cameras)
+            .await
+            .unwrap_or_default();
         recorder.classrooms = vec![duet_gateway::demo::RECORDING_CLASSROOM.to_owned()];
     }
     if recorder.classrooms.is_empty() {
