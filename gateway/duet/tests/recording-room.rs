@@ -40,6 +40,25 @@ const CAMERAS: [(&str, &str, &str); 3] = [
 /// Directing rules for a one-minute lesson: a 5 s static opening, a 2 s hold.
 const DIRECTOR: &str = "min_hold_s = 2.0\nstatic_first_s = 5.0\n";
 
+/// A `duet recorder` child process, killed (SIGKILL) when dropped, so that a failing test leaves
+/// no recorder running behind it.
+struct RecorderProcess(std::process::Child);
+
+impl RecorderProcess {
+    /// `kill -9`, and wait for it to be gone.
+    fn kill_9(&mut self) {
+        // The standard library's `kill` sends SIGKILL on Unix.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for RecorderProcess {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
 /// One lesson at a time (see the module doc).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -425,14 +444,13 @@ async fn the_recorder_killed_mid_lesson_resumes_and_the_archive_holds_both_parts
                     .unwrap(),
             )
             .spawn()
+            .map(RecorderProcess)
             .expect("duet recorder starts")
     };
     let mut first = spawn();
     sleep_until(site.start + chrono::Duration::seconds(30)).await;
     let killed_at = Utc::now();
-    // kill -9: the standard library's `kill` sends SIGKILL on Unix.
-    first.kill().unwrap();
-    first.wait().unwrap();
+    first.kill_9();
     let cut_off = LessonManifest::load(&lesson_dir(&site)).unwrap();
     assert_eq!(cut_off.phase, LessonPhase::Recording);
     assert_eq!(cut_off.parts.len(), 1);
@@ -444,8 +462,7 @@ async fn the_recorder_killed_mid_lesson_resumes_and_the_archive_holds_both_parts
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut second = spawn();
     let lesson = registered_lesson(&site, None, Duration::from_secs(200)).await;
-    second.kill().unwrap();
-    second.wait().unwrap();
+    second.kill_9();
 
     assert_eq!(lesson["parts"], 2, "{lesson}");
     let gaps = lesson["gaps"].as_array().unwrap();
