@@ -9,8 +9,11 @@
 //! - [`browser`]: a minimal Chrome DevTools Protocol client: launch headless
 //!   Chromium ([`Browser`]), open isolated tabs ([`Page`]), evaluate
 //!   JavaScript, poll for conditions, take screenshots, read console output.
+//! - [`load`]: the SFU load tool (webrtc-rs participants playing classes against Duet or Janus),
+//!   behind the `duet-load` binary and the load smoke test.
 
 pub mod browser;
+pub mod load;
 pub mod netns;
 
 pub use browser::{Browser, JsException, LaunchOptions, Page};
