@@ -4,15 +4,19 @@
 #   deploy/install-deps.sh           build and run `duet up`
 #   deploy/install-deps.sh --test    also what the test suite needs (Chromium, iproute2, the Pango overlays,
 #                                    moto_server as the S3-compatible endpoint of the delivery tests)
+#   deploy/install-deps.sh --bench   what --test installs, plus what the load benchmarks need (Janus, the
+#                                    reference SFU of `duet-load`; linux-perf where the mirror has it)
 #
 # Packages already present are left alone; a second run installs nothing.
 set -euo pipefail
 
 want_test=0
+want_bench=0
 for arg in "$@"; do
   case "$arg" in
     --test) want_test=1 ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    --bench) want_test=1; want_bench=1 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "install-deps: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -32,14 +36,27 @@ if [ "$want_test" = 1 ]; then
   # its system pip refuses to install outside a venv, PEP 668).
   packages+=(chromium iproute2 gstreamer1.0-x python3-venv)
 fi
+optional=()
+if [ "$want_bench" = 1 ]; then
+  # janus (1.1.2): the SFU `duet-load` measures Duet against; the load tool starts its own private
+  # instance (VideoRoom plugin, HTTP API on loopback) from a temporary configuration.
+  packages+=(janus)
+  # linux-perf: CPU profiles of an SFU under load. Optional: not every mirror or architecture has it.
+  optional+=(linux-perf)
+fi
+
+installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
 
 missing=()
 for p in "${packages[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+  if ! installed "$p"; then
     missing+=("$p")
   fi
 done
 
+updated=0
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-deps: need root to install: ${missing[*]}" >&2
@@ -47,7 +64,40 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
   echo "install-deps: installing ${missing[*]}"
   apt-get update -qq
+  updated=1
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+for p in "${optional[@]}"; do
+  if installed "$p"; then
+    continue
+  fi
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: need root to install $p (optional); skipped" >&2
+    continue
+  fi
+  if [ "$updated" = 0 ]; then
+    apt-get update -qq
+    updated=1
+  fi
+  if apt-cache show "$p" >/dev/null 2>&1 \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$p" >/dev/null; then
+    echo "install-deps: installed $p"
+  else
+    echo "install-deps: $p is not available here; skipped (optional)" >&2
+  fi
+done
+
+# The janus package enables a system-wide Janus (janus.service, /etc/janus, port 8088 and a wide RTP
+# range). Benchmarks start their own; a second Janus idling beside them would only skew the numbers.
+if [ "$want_bench" = 1 ] && command -v systemctl >/dev/null 2>&1 \
+  && systemctl is-enabled --quiet janus.service 2>/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "install-deps: disabling the system janus.service (benchmarks run their own Janus)"
+    systemctl disable --now janus.service >/dev/null 2>&1 || true
+  else
+    echo "install-deps: janus.service is enabled; disable it as root: systemctl disable --now janus" >&2
+  fi
 fi
 
 # moto_server: the S3-compatible server the recorder's delivery tests start on 127.0.0.1.

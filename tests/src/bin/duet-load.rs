@@ -155,12 +155,12 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run_one(args: &Args, which: Which, shape: Shape, clips: &Clips) -> anyhow::Result<RunReport> {
-    let opts = |pid| RunOptions {
+    let opts = |pid, bind_ip| RunOptions {
         window: Duration::from_secs(args.seconds),
         warmup: Duration::from_secs(args.warmup),
         join_timeout: Duration::from_secs(args.join_timeout),
         sfu_pid: Some(pid),
-        bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        bind_ip,
     };
     match which {
         Which::Duet => {
@@ -169,7 +169,8 @@ async fn run_one(args: &Args, which: Which, shape: Shape, clips: &Clips) -> anyh
                 ws_url: sfu.ws_url.clone(),
                 key: sfu.key.clone(),
             };
-            let r = load::run(&target, shape, clips, &opts(sfu.pid)).await;
+            let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+            let r = load::run(&target, shape, clips, &opts(sfu.pid, localhost)).await;
             sfu.stop().await;
             r
         }
@@ -181,9 +182,11 @@ async fn run_one(args: &Args, which: Which, shape: Shape, clips: &Clips) -> anyh
                 })
                 .await?,
             );
-            let pid = server.pid();
+            // Janus gathers no loopback candidates: its clients use the address it listens on
+            // (traffic to one's own address still goes over `lo`).
+            let (pid, ice_ip) = (server.pid(), server.ice_ip());
             let target = Target::Janus { server };
-            load::run(&target, shape, clips, &opts(pid)).await
+            load::run(&target, shape, clips, &opts(pid, ice_ip)).await
         }
         Which::Both => Err(anyhow!("one SFU at a time")),
     }
@@ -295,7 +298,7 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 
 fn row(r: &RunReport) -> String {
     format!(
-        "| {} | {} | {} | {}/{} | {:.0} | {:.0} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {}/{} | {:.0} | {:.0} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
         r.sfu,
         r.shape,
         r.participants,
@@ -313,6 +316,7 @@ fn row(r: &RunReport) -> String {
         opt(r.sfu_peak_rss_mib, 0),
         opt(r.pps_out_per_core, 0),
         opt(r.cpu_us_per_packet, 1),
+        opt(r.client_cpu_pct, 0),
     ) + &if r.joins_incomplete + r.errors > 0 {
         format!(" ({} incomplete joins, {} errors)", r.joins_incomplete, r.errors)
     } else {
@@ -322,9 +326,9 @@ fn row(r: &RunReport) -> String {
 
 fn print_tables(reports: &[RunReport], max_loss: f64) {
     println!(
-        "| SFU | shape | participants | tracks pub/recv | pkt/s in | pkt/s out | Mbit/s in | Mbit/s out | loss % | jitter ms | join p50/p95/p99 ms | SFU CPU % | peak RSS MiB | fwd pkt/s per core | CPU µs/pkt |"
+        "| SFU | shape | participants | tracks pub/recv | pkt/s in | pkt/s out | Mbit/s in | Mbit/s out | loss % | jitter ms | join p50/p95/p99 ms | SFU CPU % | peak RSS MiB | fwd pkt/s per core | CPU µs/pkt | load tool CPU % |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in reports {
         println!("{}", row(r));
     }

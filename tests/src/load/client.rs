@@ -484,7 +484,7 @@ fn spawn_receiver(
             counters
                 .recv_bytes
                 .fetch_add(p.payload.len() as u64 + 12, Ordering::Relaxed);
-            if rx.received % 64 == 0 {
+            if rx.received.is_multiple_of(64) {
                 counters.set_jitter(slot, rx.jitter());
             }
         }

@@ -50,7 +50,8 @@
 //! - **Codecs:** the room is created with `videocodec = "h264,vp8"` (H.264 preferred) and
 //!   `h264_profile = "42e01f"`: Janus then takes, from a publisher's offer, the H.264 payload type
 //!   whose `profile-level-id` is exactly `42e01f` (Duet's media engine offers `42e01f` and
-//!   `42001f`), and offers subscribers that same payload type and `fmtp`.
+//!   `42001f`), and offers subscribers that codec and `fmtp` (under its own payload type, below).
+//!   A publisher offering no `42e01f` H.264 publishes VP8, or no video if it offers neither.
 //! - **Plugins:** Janus loads every `.so` in its plugin, transport, event-handler and logger
 //!   folders. The temporary configuration points those folders at private directories holding
 //!   symbolic links to only `libjanus_videoroom.so` and `libjanus_http.so`, so no other plugin
@@ -65,8 +66,9 @@
 //! - **Payload types:** Janus answers a publisher with the offer's own payload types (Opus 111,
 //!   H.264 102), but offers subscribers its own numbering (Opus 111, H.264 **107**), with the
 //!   publisher's `fmtp`; a subscriber must match codecs by name and `fmtp`, not by number.
-//! - **Session timeout:** a session without a request for 60 s is destroyed; the long poll
-//!   counts as activity, and a keep-alive is sent every 20 s anyway.
+//! - **Session timeout:** a session without a request for 60 s is destroyed; each long poll
+//!   counts as a keep-alive (the HTTP transport sends one to the core), and one is sent every
+//!   20 s anyway.
 
 use super::signal::{OfferedTrack, SignalEvent, Signalling};
 use anyhow::{Context, anyhow, bail};

@@ -268,6 +268,9 @@ pub struct RunReport {
     pub sfu_cpu_pct: Option<f64>,
     /// Its peak resident memory, MiB.
     pub sfu_peak_rss_mib: Option<f64>,
+    /// The load tool's own CPU over the window, percent of one core (when it is above ~90% per
+    /// core of the machine, loss may be the clients', not the SFU's).
+    pub client_cpu_pct: Option<f64>,
     /// Forwarded packets per second per core of SFU CPU.
     pub pps_out_per_core: Option<f64>,
     /// SFU CPU time per forwarded packet, microseconds.
@@ -377,9 +380,12 @@ pub async fn run(
     tokio::time::sleep(opts.warmup).await;
     let a = counters.snapshot();
     let pa = opts.sfu_pid.and_then(|pid| proc_sample(pid).ok());
+    let me = std::process::id();
+    let ca = proc_sample(me).ok();
     tokio::time::sleep(opts.window).await;
     let b = counters.snapshot();
     let pb = opts.sfu_pid.and_then(|pid| proc_sample(pid).ok());
+    let cb = proc_sample(me).ok();
     let _ = stop_tx.send(true);
     for h in handles {
         let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
@@ -407,6 +413,10 @@ pub async fn run(
         nacks: counters.nacks.load(Ordering::Relaxed),
         sfu_cpu_pct,
         sfu_peak_rss_mib: pb.map(|p| p.peak_rss as f64 / (1024.0 * 1024.0)),
+        client_cpu_pct: ca
+            .zip(cb)
+            .filter(|_| opts.sfu_pid != Some(me))
+            .map(|(a, b)| cpu_pct(&a, &b)),
         pps_out_per_core: sfu_cpu_pct
             .filter(|c| *c > 0.0)
             .map(|c| rates.pps_out / (c / 100.0)),
