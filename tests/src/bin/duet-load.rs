@@ -228,12 +228,17 @@ impl DuetProcess {
         );
         let config_path = dir.path.join("duet.toml");
         std::fs::write(&config_path, config)?;
+        // The SFU's log goes to its own file, so its warnings are told apart from the clients'.
+        let log_path = std::env::temp_dir().join(format!("duet-load-sfu-{port}.log"));
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        eprintln!("duet-load: duet sfu log in {}", log_path.display());
         let child = Command::new(&bin)
             .arg("--config")
             .arg(&config_path)
             .arg("sfu")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;

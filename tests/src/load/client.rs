@@ -96,10 +96,35 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
+/// Client media ports come from their own range, below Linux's ephemeral ports and apart from
+/// the SFUs' media ranges (Duet 40000–44999 in `duet-load`, Janus 30000–39999), so a client
+/// socket can never sit on a port an SFU is about to use.
+const CLIENT_PORTS: std::ops::Range<u16> = 20_000..30_000;
+static NEXT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 async fn peer_connection(
     target: PcTarget,
     tx: mpsc::UnboundedSender<PcEvent>,
     bind_ip: std::net::IpAddr,
+) -> anyhow::Result<Arc<dyn PeerConnection>> {
+    let span = u32::from(CLIENT_PORTS.end - CLIENT_PORTS.start);
+    let mut last = None;
+    for _ in 0..64 {
+        let i = NEXT_PORT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = CLIENT_PORTS.start + u16::try_from(i).unwrap_or(0);
+        match build_pc(target, tx.clone(), bind_ip, port).await {
+            Ok(pc) => return Ok(pc),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow!("no client port free")))
+}
+
+async fn build_pc(
+    target: PcTarget,
+    tx: mpsc::UnboundedSender<PcEvent>,
+    bind_ip: std::net::IpAddr,
+    port: u16,
 ) -> anyhow::Result<Arc<dyn PeerConnection>> {
     let mut engine = media_engine().map_err(|e| anyhow!("media engine: {e}"))?;
     let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut engine))
@@ -113,7 +138,7 @@ async fn peer_connection(
         .with_interceptor_registry(registry)
         .with_setting_engine(settings)
         .with_handler(Arc::new(Handler { target, tx }))
-        .with_udp_addrs(vec![format!("{bind_ip}:0")])
+        .with_udp_addrs(vec![std::net::SocketAddr::new(bind_ip, port).to_string()])
         .build()
         .await
         .map_err(|e| anyhow!("peer connection: {e}"))?;
