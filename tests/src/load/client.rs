@@ -342,6 +342,13 @@ pub async fn run_participant(
     };
     if !joined {
         counters.joins_incomplete.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            who = %plan.name,
+            expected = plan.expect_tracks,
+            negotiated = seen_tracks.len(),
+            with_media = streams_started,
+            "not every expected track carried media"
+        );
     }
     sig.leave().await;
     for t in &tasks {
