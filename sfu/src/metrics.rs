@@ -1,6 +1,10 @@
-//! Prometheus text exposition of the SFU's gauges and counters.
+//! Prometheus text exposition of the SFU's gauges and counters, and of each participant's link
+//! quality as its client last reported it (loss, round-trip time, jitter, grade), labelled by
+//! room and participant, so an operator sees which classroom's link is poor.
 
 use crate::sfu::Sfu;
+use duet_sfu_proto::RoomId;
+use duet_sfu_proto::signal::{QualityGrade, QualityInfo};
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
@@ -14,8 +18,10 @@ pub fn render(sfu: &Sfu) -> String {
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     let (mut participants, mut tracks, mut subs) = (0usize, 0usize, 0usize);
+    let mut links: Vec<(RoomId, QualityInfo)> = Vec::new();
     for r in &rooms {
         let inner = r.lock();
+        links.extend(inner.quality.values().map(|q| (r.id.clone(), q.clone())));
         participants += inner.members.len();
         tracks += inner.core.track_count();
         subs += inner.core.subscription_count();
@@ -122,5 +128,135 @@ pub fn render(sfu: &Sfu) -> String {
         "Open signalling sessions.",
         sfu.sessions.load(Ordering::Relaxed),
     );
+    links.sort_by(|a, b| (&a.0, &a.1.participant).cmp(&(&b.0, &b.1.participant)));
+    render_links(&mut out, &links);
     out
+}
+
+/// The per-participant link gauges, one sample per participant that reported.
+fn render_links(out: &mut String, links: &[(RoomId, QualityInfo)]) {
+    let gauges: [(&str, &str, fn(&QualityInfo) -> f32); 3] = [
+        (
+            "duet_sfu_link_loss_percent",
+            "Inbound packet loss a participant last reported, percent.",
+            |q| q.loss_pct,
+        ),
+        (
+            "duet_sfu_link_rtt_milliseconds",
+            "Round-trip time to the SFU a participant last reported.",
+            |q| q.rtt_ms,
+        ),
+        (
+            "duet_sfu_link_jitter_milliseconds",
+            "Inbound jitter a participant last reported.",
+            |q| q.jitter_ms,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (room, q) in links {
+            let _ = writeln!(out, "{name}{{{}}} {}", labels(room, q), value(q));
+        }
+    }
+    let name = "duet_sfu_link_grade";
+    let _ = writeln!(
+        out,
+        "# HELP {name} A participant's link grade (good: loss < 2% and RTT < 200 ms; fair: < 8% and < 400 ms; else poor), 1 for the current grade.\n# TYPE {name} gauge"
+    );
+    for (room, q) in links {
+        for (grade, label) in [
+            (QualityGrade::Good, "good"),
+            (QualityGrade::Fair, "fair"),
+            (QualityGrade::Poor, "poor"),
+        ] {
+            let _ = writeln!(
+                out,
+                "{name}{{{},grade=\"{label}\"}} {}",
+                labels(room, q),
+                u8::from(q.grade == grade)
+            );
+        }
+    }
+}
+
+fn labels(room: &RoomId, q: &QualityInfo) -> String {
+    format!(
+        "room=\"{}\",participant=\"{}\"",
+        escape(room.as_str()),
+        escape(q.participant.as_str())
+    )
+}
+
+/// Escapes a label value (backslash, double quote, newline), as the text format requires.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use duet_sfu_proto::ParticipantId;
+
+    fn q(p: &str, loss: f32, rtt: f32) -> QualityInfo {
+        QualityInfo {
+            participant: ParticipantId(p.into()),
+            loss_pct: loss,
+            rtt_ms: rtt,
+            jitter_ms: 4.5,
+            grade: QualityGrade::from_link(loss, rtt),
+        }
+    }
+
+    #[test]
+    fn each_reported_link_is_a_labelled_sample() {
+        let room = RoomId("class-1".into());
+        let mut out = String::new();
+        render_links(
+            &mut out,
+            &[
+                (room.clone(), q("room-a", 0.5, 40.0)),
+                (room, q("room-b", 12.0, 150.0)),
+            ],
+        );
+        assert!(
+            out.contains(
+                "duet_sfu_link_loss_percent{room=\"class-1\",participant=\"room-b\"} 12\n"
+            ),
+            "{out}"
+        );
+        assert!(out.contains(
+            "duet_sfu_link_rtt_milliseconds{room=\"class-1\",participant=\"room-a\"} 40\n"
+        ));
+        assert!(out.contains(
+            "duet_sfu_link_jitter_milliseconds{room=\"class-1\",participant=\"room-a\"} 4.5\n"
+        ));
+        assert!(out.contains(
+            "duet_sfu_link_grade{room=\"class-1\",participant=\"room-a\",grade=\"good\"} 1\n"
+        ));
+        assert!(out.contains(
+            "duet_sfu_link_grade{room=\"class-1\",participant=\"room-b\",grade=\"poor\"} 1\n"
+        ));
+        assert!(out.contains(
+            "duet_sfu_link_grade{room=\"class-1\",participant=\"room-b\",grade=\"good\"} 0\n"
+        ));
+        // One HELP/TYPE per metric, however many participants.
+        assert_eq!(
+            out.matches("# TYPE duet_sfu_link_loss_percent gauge")
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(
+            escape(
+                r#"a"b\c
+d"#
+            ),
+            r#"a\"b\\c\nd"#
+        );
+    }
 }
