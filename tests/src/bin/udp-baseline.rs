@@ -16,7 +16,7 @@
 //!   first only, `MSG_WAITFORONE`), then one `sendmmsg` with every datagram to every sink: `n`
 //!   datagrams in, `n × fanout` out, from buffers allocated once (nothing is allocated per packet).
 //!   With `--no-batch` it calls `recv_from` once per datagram and `send_to` once per copy, as a
-//!   forwarder without batched syscalls would. No parsing, no copying, no crypto.
+//!   forwarder without batched syscalls would. No parsing, no copying in user space, no crypto.
 //! - **Generators** (`--generators`, default 1): send datagrams to the relay with `sendmmsg`, paced
 //!   to an offered rate (`--rate`, datagrams per second into the relay, shared among generators;
 //!   `0` = as fast as they can). Sizes follow `--sizes`, a mix by packet count (default
@@ -40,7 +40,8 @@
 //! received by the sinks; the CPU time of the relay thread, of the generators and sinks together,
 //! and of the `ksoftirqd` threads (each from `/proc/self/task/<tid>/schedstat`, the scheduler's
 //! nanosecond run time; `utime + stime` of `stat` if it is missing); socket drops from
-//! `/proc/net/udp`; and the whole machine's load from `/proc/stat` (so other processes show).
+//! `/proc/net/udp`; and the whole machine's load from `/proc/stat` (so other processes show; in
+//! clock ticks, so approximate).
 //! It reports, per window:
 //! - offered rate, generators' rate, relay in/s and out/s, datagrams delivered to the sinks;
 //! - loss at the sinks, in % of what the sequence numbers say should have arrived (drops at the

@@ -169,11 +169,37 @@ fn rtp_codec(clip: &Clip) -> anyhow::Result<(u8, RTCRtpCodec)> {
     Ok((params.payload_type, params.rtp_codec))
 }
 
-/// Runs one participant until the run stops. Errors are counted and returned.
+/// Runs one participant until the run stops. Errors are counted, logged and returned; a
+/// participant that fails before its room's "published" barrier still passes it, so the others
+/// are not held up.
 pub async fn run_participant(
     plan: ParticipantPlan,
     mut sig: Box<dyn Signalling>,
     ctx: RunCtx,
+) -> anyhow::Result<()> {
+    let name = plan.name.clone();
+    let counters = ctx.counters.clone();
+    let barrier = ctx.published.clone();
+    let mut gate_passed = false;
+    let result = play(plan, sig.as_mut(), ctx, &mut gate_passed).await;
+    if !gate_passed {
+        tokio::spawn(async move {
+            barrier.wait().await;
+        });
+    }
+    sig.leave().await;
+    if let Err(e) = &result {
+        counters.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(who = %name, error = %format!("{e:#}"), "participant failed");
+    }
+    result
+}
+
+async fn play(
+    plan: ParticipantPlan,
+    sig: &mut dyn Signalling,
+    ctx: RunCtx,
+    gate_passed: &mut bool,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let counters = ctx.counters.clone();
@@ -246,7 +272,14 @@ pub async fn run_participant(
             .await
             .map_err(|e| anyhow!("set publish answer: {e}"))?;
         for (local, clip, pt, ssrc) in senders {
-            tasks.extend(spawn_sender(local, clip, pt, ssrc, counters.clone(), stop.clone()));
+            tasks.extend(spawn_sender(
+                local,
+                clip,
+                pt,
+                ssrc,
+                counters.clone(),
+                stop.clone(),
+            ));
         }
         publish_pc = Some(pc);
     }
@@ -262,11 +295,10 @@ pub async fn run_participant(
     let barrier = ctx.published.clone();
     let gate = barrier.wait();
     tokio::pin!(gate);
-    let mut gate_passed = false;
     let result: anyhow::Result<()> = loop {
         tokio::select! {
-            _ = &mut gate, if !gate_passed => {
-                gate_passed = true;
+            _ = &mut gate, if !*gate_passed => {
+                *gate_passed = true;
                 if plan.expect_tracks > 0
                     && let Err(e) = sig.subscribe_all().await
                 {
@@ -277,13 +309,15 @@ pub async fn run_participant(
                 Ok(SignalEvent::SubscribeOffer(sdp)) => {
                     let pc = match &subscribe_pc {
                         Some(pc) => pc.clone(),
-                        None => {
-                            let pc = peer_connection(PcTarget::Subscriber, pc_tx.clone(), ctx.bind_ip).await?;
-                            subscribe_pc = Some(pc.clone());
-                            pc
-                        }
+                        None => match peer_connection(PcTarget::Subscriber, pc_tx.clone(), ctx.bind_ip).await {
+                            Ok(pc) => {
+                                subscribe_pc = Some(pc.clone());
+                                pc
+                            }
+                            Err(e) => break Err(e),
+                        },
                     };
-                    if let Err(e) = answer_offer(&pc, sdp, sig.as_mut()).await {
+                    if let Err(e) = answer_offer(&pc, sdp, sig).await {
                         break Err(e);
                     }
                 }
@@ -350,7 +384,6 @@ pub async fn run_participant(
             "not every expected track carried media"
         );
     }
-    sig.leave().await;
     for t in &tasks {
         t.abort();
     }
@@ -359,10 +392,6 @@ pub async fn run_participant(
     }
     for pc in [publish_pc, subscribe_pc].into_iter().flatten() {
         let _ = pc.close().await;
-    }
-    if let Err(e) = &result {
-        counters.errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(who = %plan.name, error = %format!("{e:#}"), "participant failed");
     }
     result
 }
