@@ -133,9 +133,12 @@ pub fn render(sfu: &Sfu) -> String {
     out
 }
 
+/// A gauge of a participant's link: name, help, and how to read it from the report.
+type LinkGauge = (&'static str, &'static str, fn(&QualityInfo) -> f32);
+
 /// The per-participant link gauges, one sample per participant that reported.
 fn render_links(out: &mut String, links: &[(RoomId, QualityInfo)]) {
-    let gauges: [(&str, &str, fn(&QualityInfo) -> f32); 3] = [
+    let gauges: [LinkGauge; 3] = [
         (
             "duet_sfu_link_loss_percent",
             "Inbound packet loss a participant last reported, percent.",

@@ -28,8 +28,8 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent,
-    RTCPeerConnectionState, RTCSessionDescription,
+    PeerConnection, PeerConnectionEventHandler, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    RTCSessionDescription,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
@@ -53,16 +53,8 @@ struct Handler {
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Handler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
-        if let Ok(c) = event.candidate.to_json() {
-            let _ = self.tx.send(PcEvent::Candidate(
-                self.target,
-                IceCandidate {
-                    candidate: c.candidate,
-                    sdp_mid: c.sdp_mid,
-                    sdp_m_line_index: c.sdp_mline_index,
-                    username_fragment: c.username_fragment,
-                },
-            ));
+        if let Some(c) = media::signal_candidate(&event) {
+            let _ = self.tx.send(PcEvent::Candidate(self.target, c));
         }
     }
 
@@ -543,14 +535,7 @@ impl Session {
         if c.candidate.is_empty() {
             return; // end of candidates
         }
-        let init = RTCIceCandidateInit {
-            candidate: c.candidate,
-            sdp_mid: c.sdp_mid,
-            sdp_mline_index: c.sdp_m_line_index,
-            username_fragment: c.username_fragment,
-            ..Default::default()
-        };
-        if let Err(e) = pc.add_ice_candidate(init).await {
+        if let Err(e) = pc.add_ice_candidate(media::candidate_init(c)).await {
             self.error(
                 ErrorCode::BadCandidate,
                 format!("candidate not applied: {e}"),

@@ -1,5 +1,5 @@
 //! webrtc-rs setup shared by every peer connection: codecs, header extensions, the interceptor
-//! chain, and the port allocator.
+//! chain, the port allocator, and ICE candidates between webrtc-rs and the signalling protocol.
 //!
 //! Codecs are fixed (no transcoding): Opus, VP8 and H.264 packetization-mode 1. Payload types are
 //! Duet's own on the subscribe leg (where the SFU offers), so a forwarded packet's payload type is
@@ -207,6 +207,33 @@ impl Interceptor for FeedbackTap {
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// A local candidate as the signalling protocol carries it (`None` if webrtc-rs cannot render
+/// it).
+pub fn signal_candidate(
+    event: &webrtc::peer_connection::RTCPeerConnectionIceEvent,
+) -> Option<duet_sfu_proto::signal::IceCandidate> {
+    let c = event.candidate.to_json().ok()?;
+    Some(duet_sfu_proto::signal::IceCandidate {
+        candidate: c.candidate,
+        sdp_mid: c.sdp_mid,
+        sdp_m_line_index: c.sdp_mline_index,
+        username_fragment: c.username_fragment,
+    })
+}
+
+/// A remote candidate from signalling, as webrtc-rs takes it.
+pub fn candidate_init(
+    c: duet_sfu_proto::signal::IceCandidate,
+) -> webrtc::peer_connection::RTCIceCandidateInit {
+    webrtc::peer_connection::RTCIceCandidateInit {
+        candidate: c.candidate,
+        sdp_mid: c.sdp_mid,
+        sdp_mline_index: c.sdp_m_line_index,
+        username_fragment: c.username_fragment,
+        ..Default::default()
+    }
 }
 
 /// Hands out media ports round-robin from the configured range.

@@ -16,7 +16,9 @@ use super::clip::Clip;
 use super::signal::{OfferedTrack, SignalEvent, Signalling};
 use super::stats::{Counters, StreamReceiver};
 use anyhow::{Context, anyhow};
-use duet_sfu::shell::media::{FeedbackTap, media_engine, subscriber_codec};
+use duet_sfu::shell::media::{
+    FeedbackTap, candidate_init, media_engine, signal_candidate, subscriber_codec,
+};
 use duet_sfu_proto::Source;
 use duet_sfu_proto::signal::{IceCandidate, PcTarget};
 use rtc::interceptor::{Registry, Slot};
@@ -38,7 +40,7 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCPeerConnectionIceEvent, RTCSessionDescription, SettingEngineBuilder,
+    RTCPeerConnectionIceEvent, RTCSessionDescription, SettingEngineBuilder,
 };
 
 /// What one participant does.
@@ -78,16 +80,8 @@ struct Handler {
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Handler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
-        if let Ok(c) = event.candidate.to_json() {
-            let _ = self.tx.send(PcEvent::Candidate(
-                self.target,
-                IceCandidate {
-                    candidate: c.candidate,
-                    sdp_mid: c.sdp_mid,
-                    sdp_m_line_index: c.sdp_mline_index,
-                    username_fragment: c.username_fragment,
-                },
-            ));
+        if let Some(c) = signal_candidate(&event) {
+            let _ = self.tx.send(PcEvent::Candidate(self.target, c));
         }
     }
 
@@ -326,17 +320,11 @@ async fn play(
                         PcTarget::Publisher => publish_pc.clone(),
                         PcTarget::Subscriber => subscribe_pc.clone(),
                     };
-                    if let Some(pc) = pc && !c.candidate.is_empty() {
-                        let init = RTCIceCandidateInit {
-                            candidate: c.candidate,
-                            sdp_mid: c.sdp_mid,
-                            sdp_mline_index: c.sdp_m_line_index,
-                            username_fragment: c.username_fragment,
-                            ..Default::default()
-                        };
-                        if let Err(e) = pc.add_ice_candidate(init).await {
-                            tracing::debug!(who = %plan.name, error = %e, "remote candidate refused");
-                        }
+                    if let Some(pc) = pc
+                        && !c.candidate.is_empty()
+                        && let Err(e) = pc.add_ice_candidate(candidate_init(c)).await
+                    {
+                        tracing::debug!(who = %plan.name, error = %e, "remote candidate refused");
                     }
                 }
                 Ok(SignalEvent::Closed(reason)) => {
@@ -375,7 +363,6 @@ async fn play(
         }
     };
     if !joined {
-        counters.joins_incomplete.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             who = %plan.name,
             expected = plan.expect_tracks,

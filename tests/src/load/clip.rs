@@ -172,7 +172,10 @@ impl Clip {
             };
             let len = usize::from(u16::from_be_bytes([*a, *b]));
             if tail.len() < len {
-                bail!("truncated packet ({len} bytes announced, {} left)", tail.len());
+                bail!(
+                    "truncated packet ({len} bytes announced, {} left)",
+                    tail.len()
+                );
             }
             let (packet, tail) = tail.split_at(len);
             rest = tail;
@@ -295,11 +298,7 @@ fn make(spec: &ClipSpec) -> anyhow::Result<Vec<u8>> {
         match msg.view() {
             gst::MessageView::Eos(_) => break Ok(()),
             gst::MessageView::Error(e) => {
-                break Err(anyhow!(
-                    "encoding failed: {} ({:?})",
-                    e.error(),
-                    e.debug()
-                ));
+                break Err(anyhow!("encoding failed: {} ({:?})", e.error(), e.debug()));
             }
             _ => {}
         }

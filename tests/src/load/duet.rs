@@ -95,7 +95,10 @@ impl DuetSignalling {
             tasks: [writer, reader],
         };
         s.send(&ClientMessage::Join { token })?;
-        match s.wait_for(|m| matches!(m, ServerMessage::Joined { .. })).await? {
+        match s
+            .wait_for(|m| matches!(m, ServerMessage::Joined { .. }))
+            .await?
+        {
             ServerMessage::Joined { .. } => Ok(s),
             other => bail!("unexpected answer to join: {other:?}"),
         }
@@ -109,7 +112,10 @@ impl DuetSignalling {
     }
 
     /// Waits for the message `want` picks; events met meanwhile are kept for `next_event`.
-    async fn wait_for(&mut self, want: impl Fn(&ServerMessage) -> bool) -> anyhow::Result<ServerMessage> {
+    async fn wait_for(
+        &mut self,
+        want: impl Fn(&ServerMessage) -> bool,
+    ) -> anyhow::Result<ServerMessage> {
         let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
         loop {
             let m = match tokio::time::timeout_at(deadline, self.events.recv())

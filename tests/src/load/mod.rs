@@ -117,7 +117,10 @@ impl Clips {
     pub fn load(codec: Codec, dir: &std::path::Path) -> anyhow::Result<Clips> {
         let secs = 10;
         Ok(Clips {
-            lead_camera: Clip::load_or_make(ClipSpec::video(codec, 1280, 720, 25, 1500, secs), dir)?,
+            lead_camera: Clip::load_or_make(
+                ClipSpec::video(codec, 1280, 720, 25, 1500, secs),
+                dir,
+            )?,
             screen: Clip::load_or_make(ClipSpec::video(codec, 1920, 1080, 5, 1000, secs), dir)?,
             room_camera: Clip::load_or_make(ClipSpec::video(codec, 640, 360, 25, 500, secs), dir)?,
             microphone: Clip::load_or_make(ClipSpec::opus(secs), dir)?,
@@ -326,40 +329,28 @@ pub async fn run(
             let target = target.clone();
             let room_name = room.name.clone();
             handles.push(tokio::spawn(async move {
-                let sig: Box<dyn signal::Signalling> = match &target {
+                let joined: anyhow::Result<Box<dyn signal::Signalling>> = match &target {
                     Target::Duet { ws_url, key } => {
                         let token = duet::token(key, &room_name, &p.name, role);
-                        match duet::DuetSignalling::join(ws_url, token).await {
-                            Ok(s) => Box::new(s),
-                            Err(e) => {
-                                ctx.counters.errors.fetch_add(1, Ordering::Relaxed);
-                                ctx.counters.joins_incomplete.fetch_add(1, Ordering::Relaxed);
-                                tracing::warn!(who = %p.name, error = %format!("{e:#}"), "join failed");
-                                // Let the room's others pass the barrier anyway.
-                                ctx.published.wait().await;
-                                return;
-                            }
-                        }
+                        duet::DuetSignalling::join(ws_url, token)
+                            .await
+                            .map(|s| Box::new(s) as Box<dyn signal::Signalling>)
                     }
                     Target::Janus { server } => {
                         let feed = (k as u64) * 10_000 + i as u64 + 1;
-                        match janus::JanusSignalling::join(
-                            &server.url(),
-                            janus_room_id(k),
-                            &p.name,
-                            feed,
-                        )
-                        .await
-                        {
-                            Ok(s) => Box::new(s),
-                            Err(e) => {
-                                ctx.counters.errors.fetch_add(1, Ordering::Relaxed);
-                                ctx.counters.joins_incomplete.fetch_add(1, Ordering::Relaxed);
-                                tracing::warn!(who = %p.name, error = %format!("{e:#}"), "join failed");
-                                ctx.published.wait().await;
-                                return;
-                            }
-                        }
+                        janus::JanusSignalling::join(&server.url(), janus_room_id(k), &p.name, feed)
+                            .await
+                            .map(|s| Box::new(s) as Box<dyn signal::Signalling>)
+                    }
+                };
+                let sig = match joined {
+                    Ok(sig) => sig,
+                    Err(e) => {
+                        ctx.counters.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(who = %p.name, error = %format!("{e:#}"), "join failed");
+                        // Let the room's others pass the barrier anyway.
+                        ctx.published.wait().await;
+                        return;
                     }
                 };
                 let _ = client::run_participant(p, sig, ctx).await;
@@ -369,8 +360,7 @@ pub async fn run(
     // Wait for every participant to have media (or to have failed).
     let deadline = Instant::now() + opts.join_timeout;
     while Instant::now() < deadline {
-        let done = counters.join_times().len() as u64
-            + counters.errors.load(Ordering::Relaxed);
+        let done = counters.join_times().len() as u64 + counters.errors.load(Ordering::Relaxed);
         if done >= participants as u64 {
             break;
         }
@@ -452,7 +442,14 @@ mod tests {
         for s in ["class:3", "county:10x3", "broadcast:50"] {
             assert_eq!(s.parse::<Shape>().unwrap().to_string(), s);
         }
-        for bad in ["class", "class:0", "county:3", "county:x3", "mesh:4", "broadcast:-1"] {
+        for bad in [
+            "class",
+            "class:0",
+            "county:3",
+            "county:x3",
+            "mesh:4",
+            "broadcast:-1",
+        ] {
             assert!(bad.parse::<Shape>().is_err(), "{bad}");
         }
     }

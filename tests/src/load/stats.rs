@@ -30,8 +30,6 @@ pub struct Counters {
     jitters: Mutex<Vec<Duration>>,
     /// Join times, from the first signalling message to media flowing on every expected track.
     joins: Mutex<Vec<Duration>>,
-    /// Participants that never received every expected track.
-    pub joins_incomplete: AtomicU64,
     /// Errors met (signalling, negotiation), counted and logged.
     pub errors: AtomicU64,
 }
@@ -210,8 +208,8 @@ impl StreamReceiver {
                 }
             }
         };
-        let arrival_units = (arrival.duration_since(self.origin).as_secs_f64()
-            * f64::from(self.clock_rate)) as i64;
+        let arrival_units =
+            (arrival.duration_since(self.origin).as_secs_f64() * f64::from(self.clock_rate)) as i64;
         let transit = arrival_units - i64::from(ts);
         if let Some(last) = self.last_transit {
             // Wrapping timestamps make huge jumps; they are not jitter.
@@ -339,8 +337,16 @@ mod tests {
             let wobble = if i % 2 == 0 { 15 } else { 0 };
             shaky.on_packet(i as u16, ts, at + Duration::from_millis(wobble));
         }
-        assert!(steady.jitter() < Duration::from_millis(1), "{:?}", steady.jitter());
-        assert!(shaky.jitter() > Duration::from_millis(10), "{:?}", shaky.jitter());
+        assert!(
+            steady.jitter() < Duration::from_millis(1),
+            "{:?}",
+            steady.jitter()
+        );
+        assert!(
+            shaky.jitter() > Duration::from_millis(10),
+            "{:?}",
+            shaky.jitter()
+        );
     }
 
     #[test]
