@@ -46,27 +46,29 @@ impl SpeakerDetector {
         }
     }
 
-    /// Re-evaluates at `now`; returns the new active speaker when it changed.
+    /// Re-evaluates at `now`; returns the new active speaker when it changed. Allocates only
+    /// when the leader changes (this runs on every tick of every room).
     pub fn tick(&mut self, now: Instant) -> Option<Option<ParticipantId>> {
         let leader = self
             .scores
             .iter()
             .filter(|(_, s)| **s >= SPEAKING_SCORE)
             .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(p, _)| p.clone());
-        if leader == self.current {
+            .map(|(p, _)| p);
+        if leader == self.current.as_ref() {
             self.candidate = None;
             return None;
         }
         match &self.candidate {
-            Some((c, since)) if *c == leader => {
+            Some((c, since)) if c.as_ref() == leader => {
                 if now.duration_since(*since) >= HOLD {
+                    let leader = leader.cloned();
                     self.current = leader.clone();
                     self.candidate = None;
                     return Some(leader);
                 }
             }
-            _ => self.candidate = Some((leader, now)),
+            _ => self.candidate = Some((leader.cloned(), now)),
         }
         None
     }
