@@ -84,7 +84,7 @@ impl Class {
             timestamp: u32::from(seq) * 1800,
             ssrc,
         };
-        let payload = if self.seq % 100 == 0 { key } else { video };
+        let payload = if self.seq.is_multiple_of(100) { key } else { video };
         self.room.handle_rtp(
             self.now,
             self.camera,
@@ -99,11 +99,11 @@ impl Class {
             audio.clone(),
             Some(30),
         );
-        if self.seq % 7 == 0 {
+        if self.seq.is_multiple_of(7) {
             self.room
                 .handle_nack(self.subs[0], [self.seq.wrapping_sub(3)]);
         }
-        if self.seq % 13 == 0 {
+        if self.seq.is_multiple_of(13) {
             self.room.handle_keyframe_request(self.now, self.subs[2]);
         }
         self.room.handle_timeout(self.now);
