@@ -438,6 +438,7 @@ fn spawn_sender(
             }
         })
     };
+    let pace_bps = (clip.bitrate() as f64 * PACE_FACTOR).max(64_000.0);
     let sender = tokio::spawn(async move {
         let frames = clip.frames.clone();
         let mut interval = tokio::time::interval(clip.frame_interval());
@@ -465,7 +466,11 @@ fn spawn_sender(
             let ts = ts_base
                 .wrapping_add(loops.wrapping_mul(clip.duration_ts))
                 .wrapping_add(frame.ts);
-            for p in &frame.packets {
+            let per_step = pace(frame, pace_bps);
+            for (k, p) in frame.packets.iter().enumerate() {
+                if k > 0 && k % per_step == 0 {
+                    tokio::time::sleep(PACE_STEP).await;
+                }
                 let packet = rtc::rtp::Packet {
                     header: rtc::rtp::header::Header {
                         version: 2,
@@ -494,6 +499,23 @@ fn spawn_sender(
         }
     });
     [sender, feedback]
+}
+
+/// A browser paces what its encoder makes at a multiple of the target bitrate, so a large
+/// keyframe leaves over a few hundred milliseconds rather than in one burst (which would overflow
+/// the receiving socket's default 208 KiB buffer). The same here.
+const PACE_FACTOR: f64 = 2.5;
+/// The pacer's step: packets of a frame leave in groups this far apart.
+const PACE_STEP: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// How many packets of `frame` leave per [`PACE_STEP`] at `pace_bps` (all of them for a small
+/// frame).
+fn pace(frame: &super::clip::Frame, pace_bps: f64) -> usize {
+    let n = frame.packets.len().max(1);
+    let bytes: usize = frame.packets.iter().map(|p| p.payload.len() + 12).sum();
+    let spread = bytes as f64 * 8.0 / pace_bps;
+    let steps = (spread / PACE_STEP.as_secs_f64()).floor().max(1.0) as usize;
+    n.div_ceil(steps).max(1)
 }
 
 /// Counts one received track's packets until it ends.

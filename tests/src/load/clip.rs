@@ -5,8 +5,9 @@
 //! `rtpopuspay`), grouped into frames (packets sharing a timestamp). A publisher replays frames
 //! at their own pace, with its own sequence numbers, SSRC and continuing timestamps, so what
 //! reaches the SFU is what a browser would send: real encoder output, real keyframes, real packet
-//! sizes. Video clips use a noise picture so the encoder spends its whole bitrate, as a classroom
-//! camera with motion does.
+//! sizes. Video clips use GStreamer's moving zone plate, fine detail in constant motion, so both
+//! encoders spend about their whole bitrate, as a classroom camera with motion does (pure noise
+//! would make VP8 overshoot its target tenfold; a still picture would leave it idle).
 //!
 //! The cache file is the payloader's packets, each preceded by its length as a big-endian `u16`.
 //! A cache file that does not parse is made again.
@@ -72,7 +73,7 @@ impl ClipSpec {
             Codec::H264 => "h264",
         };
         format!(
-            "{codec}-{}x{}-{}fps-{}k-g{}-{}s.v2.rtp",
+            "{codec}-{}x{}-{}fps-{}k-g{}-{}s.v3.rtp",
             self.width, self.height, self.fps, self.kbps, self.gop, self.seconds
         )
     }
@@ -81,7 +82,7 @@ impl ClipSpec {
         let frames = self.fps * self.seconds;
         let video = |enc: String| {
             format!(
-                "videotestsrc pattern=snow num-buffers={frames} ! \
+                "videotestsrc pattern=zone-plate kx2=20 ky2=20 kt=1 num-buffers={frames} ! \
                  video/x-raw,format=I420,width={},height={},framerate={}/1 ! {enc} ! fakesink name=sink sync=false",
                 self.width, self.height, self.fps
             )
