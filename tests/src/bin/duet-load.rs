@@ -42,7 +42,7 @@ struct Args {
     #[arg(long = "shape", required = true)]
     shapes: Vec<Shape>,
     /// Stop an SFU's series at the first shape it does not hold (loss ≥ --max-loss, a failed
-    /// join or an error).
+    /// join, an error, or publishers that could not send the shape's whole load).
     #[arg(long)]
     ramp: bool,
     /// Video codec of the clips.
@@ -105,7 +105,10 @@ async fn main() -> anyhow::Result<()> {
         VideoCodec::Vp8 => Codec::Vp8,
     };
     let dir = args.clips.clone().unwrap_or_else(load::clip::default_dir);
-    eprintln!("duet-load: clips in {} (made once with GStreamer)", dir.display());
+    eprintln!(
+        "duet-load: clips in {} (made once with GStreamer)",
+        dir.display()
+    );
     let clips = tokio::task::spawn_blocking(move || Clips::load(codec, &dir)).await??;
     eprintln!(
         "duet-load: clip bitrates: lead camera {} kbit/s, screen {} kbit/s, room camera {} kbit/s, microphone {} kbit/s",
@@ -154,7 +157,12 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_one(args: &Args, which: Which, shape: Shape, clips: &Clips) -> anyhow::Result<RunReport> {
+async fn run_one(
+    args: &Args,
+    which: Which,
+    shape: Shape,
+    clips: &Clips,
+) -> anyhow::Result<RunReport> {
     let opts = |pid, bind_ip| RunOptions {
         window: Duration::from_secs(args.seconds),
         warmup: Duration::from_secs(args.warmup),
@@ -242,7 +250,9 @@ impl DuetProcess {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let pid = child.id().ok_or_else(|| anyhow!("duet sfu exited at once"))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| anyhow!("duet sfu exited at once"))?;
         let health = format!("http://127.0.0.1:{port}/healthz");
         let mut ok = false;
         for _ in 0..100 {
@@ -303,27 +313,33 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 
 fn row(r: &RunReport) -> String {
     format!(
-        "| {} | {} | {} | {}/{} | {:.0} | {:.0} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {}/{} | {:.0} ({:.0} %) | {:.0} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
         r.sfu,
         r.shape,
         r.participants,
         r.tracks_published,
         r.tracks_received,
         r.rates.pps_in,
+        r.offered_pct,
         r.rates.pps_out,
         r.rates.bps_in / 1e6,
         r.rates.bps_out / 1e6,
         r.rates.loss_pct,
         opt(r.jitter_ms.map(|j| j.0), 1),
-        r.join_ms
-            .map_or_else(|| "–".into(), |j| format!("{:.0}/{:.0}/{:.0}", j[0], j[1], j[2])),
+        r.join_ms.map_or_else(
+            || "–".into(),
+            |j| format!("{:.0}/{:.0}/{:.0}", j[0], j[1], j[2])
+        ),
         opt(r.sfu_cpu_pct, 0),
         opt(r.sfu_peak_rss_mib, 0),
         opt(r.pps_out_per_core, 0),
         opt(r.cpu_us_per_packet, 1),
         opt(r.client_cpu_pct, 0),
     ) + &if r.joins_incomplete + r.errors > 0 {
-        format!(" ({} incomplete joins, {} errors)", r.joins_incomplete, r.errors)
+        format!(
+            " ({} incomplete joins, {} errors)",
+            r.joins_incomplete, r.errors
+        )
     } else {
         String::new()
     }
@@ -331,7 +347,7 @@ fn row(r: &RunReport) -> String {
 
 fn print_tables(reports: &[RunReport], max_loss: f64) {
     println!(
-        "| SFU | shape | participants | tracks pub/recv | pkt/s in | pkt/s out | Mbit/s in | Mbit/s out | loss % | jitter ms | join p50/p95/p99 ms | SFU CPU % | peak RSS MiB | fwd pkt/s per core | CPU µs/pkt | load tool CPU % |"
+        "| SFU | shape | participants | tracks pub/recv | pkt/s in (offered) | pkt/s out | Mbit/s in | Mbit/s out | loss % | jitter ms | join p50/p95/p99 ms | SFU CPU % | peak RSS MiB | fwd pkt/s per core | CPU µs/pkt | load tool CPU % |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in reports {

@@ -216,6 +216,12 @@ impl Clip {
         std::time::Duration::from_micros(1_000_000 / u64::from(self.spec.fps.max(1)))
     }
 
+    /// RTP packets per second of one loop, as sent.
+    pub fn packet_rate(&self) -> f64 {
+        let packets: usize = self.frames.iter().map(|f| f.packets.len()).sum();
+        packets as f64 / f64::from(self.spec.seconds.max(1))
+    }
+
     /// Payload bits per second of one loop, as sent.
     pub fn bitrate(&self) -> u64 {
         let bytes: usize = self

@@ -255,6 +255,10 @@ pub struct RunReport {
     pub tracks_received: usize,
     /// Rates and loss over the window.
     pub rates: Rates,
+    /// What the publishers sent, percent of what the shape's clips call for: under ~95 % the
+    /// load tool itself could not keep up (its publishers were starved of CPU), and the shape
+    /// was not really offered.
+    pub offered_pct: f64,
     /// Mean and largest receiver jitter, ms.
     pub jitter_ms: Option<(f64, f64)>,
     /// Join time p50, p95, p99, max, ms.
@@ -281,9 +285,13 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// Whether the run held: everyone joined, no errors, and receiver loss under `max_loss_pct`.
+    /// Whether the run held: the shape's whole load was offered, everyone joined, no errors,
+    /// and receiver loss under `max_loss_pct`.
     pub fn held(&self, max_loss_pct: f64) -> bool {
-        self.joins_incomplete == 0 && self.errors == 0 && self.rates.loss_pct < max_loss_pct
+        self.offered_pct >= 95.0
+            && self.joins_incomplete == 0
+            && self.errors == 0
+            && self.rates.loss_pct < max_loss_pct
     }
 }
 
@@ -310,6 +318,12 @@ pub async fn run(
         .iter()
         .flat_map(|r| r.participants.iter())
         .map(|(_, p)| p.publishes.len())
+        .sum();
+    let nominal_pps_in: f64 = rooms
+        .iter()
+        .flat_map(|r| r.participants.iter())
+        .flat_map(|(_, p)| p.publishes.iter())
+        .map(|(_, clip)| clip.packet_rate())
         .sum();
     let tracks_received: usize = rooms
         .iter()
@@ -393,6 +407,11 @@ pub async fn run(
         tracks_published,
         tracks_received,
         rates,
+        offered_pct: if nominal_pps_in > 0.0 {
+            rates.pps_in * 100.0 / nominal_pps_in
+        } else {
+            100.0
+        },
         jitter_ms: counters
             .jitter()
             .map(|(m, x)| (m.as_secs_f64() * 1e3, x.as_secs_f64() * 1e3)),
