@@ -337,6 +337,33 @@ impl Page {
             .unwrap_or_default()
     }
 
+    /// On Duet's sign-in page (`/admin`): signs in as `user` and presses 进入课堂 on the class on
+    /// now (`#join-current`). Returns once the button has been pressed.
+    pub async fn sign_in_and_join(&self, user: &str, password: &str) -> Result<()> {
+        self.wait_for(
+            "document.querySelector('#login-username')",
+            Duration::from_secs(10),
+        )
+        .await?;
+        self.evaluate(&format!(
+            "document.querySelector('#login-username').value={};\
+             document.querySelector('#login-password').value={};\
+             document.querySelector('#login-submit').click(); true",
+            json!(user),
+            json!(password)
+        ))
+        .await?;
+        self.wait_for(
+            "document.querySelector('#join-current')",
+            Duration::from_secs(15),
+        )
+        .await
+        .with_context(|| format!("{user} sees no class to join now"))?;
+        self.evaluate("document.querySelector('#join-current').click(); true")
+            .await?;
+        Ok(())
+    }
+
     /// Closes the tab and disposes of its browser context.
     pub async fn close(self) -> Result<()> {
         let conn = &self.connection;

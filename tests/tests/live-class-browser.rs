@@ -281,26 +281,7 @@ async fn join_through_gateway(host: &str) -> Result<()> {
         let mut pages = Vec::new();
         for user in ["teacher", "room-a"] {
             let page = browser.new_page(&format!("{base}/admin")).await?;
-            page.wait_for(
-                "document.querySelector('#login-username')",
-                Duration::from_secs(10),
-            )
-            .await?;
-            let pw = password(user)?;
-            page.evaluate(&format!(
-                "document.querySelector('#login-username').value='{user}';\
-                 document.querySelector('#login-password').value='{pw}';\
-                 document.querySelector('#login-submit').click(); true"
-            ))
-            .await?;
-            page.wait_for(
-                "document.querySelector('#join-current')",
-                Duration::from_secs(15),
-            )
-            .await
-            .with_context(|| format!("{user} sees no class to join now"))?;
-            page.evaluate("document.querySelector('#join-current').click(); true")
-                .await?;
+            page.sign_in_and_join(user, &password(user)?).await?;
             page.wait_for(
                 "window.duet && window.duet.state.joined",
                 Duration::from_secs(20),

@@ -440,30 +440,6 @@ async fn page_with_script(browser: &Browser, script: &str, url: &str) -> Result<
     Ok(page)
 }
 
-/// Signs in on the gateway's page as a demo user and presses 进入课堂 on the class on now.
-async fn sign_in(page: &Page, user: &str, password: &str) -> Result<()> {
-    page.wait_for(
-        "document.querySelector('#login-username')",
-        Duration::from_secs(10),
-    )
-    .await?;
-    page.evaluate(&format!(
-        "document.querySelector('#login-username').value={user:?};\
-         document.querySelector('#login-password').value={password:?};\
-         document.querySelector('#login-submit').click(); true"
-    ))
-    .await?;
-    page.wait_for(
-        "document.querySelector('#join-current')",
-        Duration::from_secs(15),
-    )
-    .await
-    .with_context(|| format!("{user} sees no class to join now"))?;
-    page.evaluate("document.querySelector('#join-current').click(); true")
-        .await?;
-    Ok(())
-}
-
 /// How far `page`'s clock (`performance.timeOrigin + performance.now()`) is ahead of this
 /// process's `SystemTime`, in ms, from the CDP round trip with the smallest delay out of 15.
 async fn clock_offset(page: &Page) -> Result<(f64, f64)> {
@@ -728,9 +704,12 @@ async fn measure(
         let admin = format!("{base}/admin");
         let teacher =
             page_with_script(browser, &script("sender", teacher_turn.clone()), &admin).await?;
-        sign_in(&teacher, "teacher", &password("teacher")?).await?;
+        teacher
+            .sign_in_and_join("teacher", &password("teacher")?)
+            .await?;
         let room = page_with_script(browser, &script("receiver", turn), &admin).await?;
-        sign_in(&room, "room-a", &password("room-a")?).await?;
+        room.sign_in_and_join("room-a", &password("room-a")?)
+            .await?;
         (teacher, room)
     } else {
         let url = |who: &str, name: &str, role| {
