@@ -84,7 +84,11 @@ impl Class {
             timestamp: u32::from(seq) * 1800,
             ssrc,
         };
-        let payload = if self.seq.is_multiple_of(100) { key } else { video };
+        let payload = if self.seq.is_multiple_of(100) {
+            key
+        } else {
+            video
+        };
         self.room.handle_rtp(
             self.now,
             self.camera,

@@ -15,29 +15,12 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use duet::DuetConfig;
-use duet_sfu_proto::{JoinClaims, Role};
+use duet_sfu_proto::Role;
 use duet_tests::{Browser, LaunchOptions, Page, enter_private_network};
 use serde_json::Value;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const KEY: &str = "live-class-browser-test-key";
-
-fn token(room: &str, who: &str, name: &str, role: Role) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let key = duet_sfu_proto::TokenKey::new(KEY.as_bytes()).unwrap();
-    key.sign(&JoinClaims {
-        room: room.into(),
-        sub: who.into(),
-        name: name.into(),
-        role,
-        grants: role.default_grants(),
-        iat: now,
-        exp: now + 600,
-    })
-}
 
 async fn summary(page: &Page) -> Result<Value> {
     page.evaluate("window.duet.summary()").await
@@ -105,7 +88,13 @@ async fn class(codec: &str, host: &str) -> Result<()> {
     let url = |who: &str, name: &str, role| {
         format!(
             "{base}?codec={codec}&token={}",
-            token(&room, who, name, role)
+            duet_tests::load::duet::token(
+                &duet_sfu_proto::TokenKey::new(KEY.as_bytes()).expect("the key is long enough"),
+                &room,
+                who,
+                name,
+                role
+            )
         )
     };
     let result = async {

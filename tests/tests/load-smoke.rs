@@ -46,9 +46,16 @@ async fn a_class_of_one_and_three_flows_without_loss() -> anyhow::Result<()> {
     assert_eq!(r.tracks_published, 3 + 3 * 2);
     // The lead receives 3 × 2 tracks; each room 3 from the lead and 2 × 2 from the others.
     assert_eq!(r.tracks_received, 6 + 3 * 7);
-    assert_eq!(r.joins_incomplete, 0, "every participant has media on every track");
+    assert_eq!(
+        r.joins_incomplete, 0,
+        "every participant has media on every track"
+    );
     assert_eq!(r.errors, 0);
-    assert!(r.rates.pps_in > 300.0, "publishers sent {:.0} pkt/s", r.rates.pps_in);
+    assert!(
+        r.rates.pps_in > 300.0,
+        "publishers sent {:.0} pkt/s",
+        r.rates.pps_in
+    );
     // Every packet in goes to the three other parties of the class.
     let fanout = r.rates.pps_out / r.rates.pps_in;
     assert!(

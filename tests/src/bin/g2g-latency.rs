@@ -96,7 +96,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, ensure};
 use clap::Parser;
 use duet::DuetConfig;
-use duet_sfu_proto::{JoinClaims, Role};
+use duet_sfu_proto::Role;
 use duet_tests::{Browser, LaunchOptions, Page, TestNet, enter_private_network};
 use serde_json::{Value, json};
 
@@ -402,23 +402,6 @@ const PAGE_SCRIPT: &str = r#"
 })();
 "#;
 
-fn token(room: &str, who: &str, name: &str, role: Role) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .as_secs();
-    let key = duet_sfu_proto::TokenKey::new(KEY.as_bytes()).expect("the key is long enough");
-    key.sign(&JoinClaims {
-        room: room.into(),
-        sub: who.into(),
-        name: name.into(),
-        role,
-        grants: role.default_grants(),
-        iat: now,
-        exp: now + 3600,
-    })
-}
-
 /// Wall-clock now in Unix milliseconds.
 fn epoch_ms() -> f64 {
     SystemTime::now()
@@ -716,7 +699,13 @@ async fn measure(
             format!(
                 "{base}/?codec={}&token={}",
                 args.codec,
-                token("g2g", who, name, role)
+                duet_tests::load::duet::token(
+                    &duet_sfu_proto::TokenKey::new(KEY.as_bytes()).expect("the key is long enough"),
+                    "g2g",
+                    who,
+                    name,
+                    role
+                )
             )
         };
         let teacher = page_with_script(

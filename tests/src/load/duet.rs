@@ -17,19 +17,21 @@ use tokio_tungstenite::tungstenite::Message;
 /// How long a request (join, publish) may wait for its answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A join token for `participant` in `room` with `role`'s default grants, valid for a day.
-pub fn token(key: &TokenKey, room: &str, participant: &str, role: Role) -> String {
+/// A join token for `participant` (shown to others as `name`) in `room` with `role`'s default
+/// grants, signed with `key` and valid for an hour: what the gateway would mint, for tools and
+/// tests that talk to the SFU without one.
+pub fn token(key: &TokenKey, room: &str, participant: &str, name: &str, role: Role) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     key.sign(&JoinClaims {
         room: RoomId(room.into()),
         sub: ParticipantId(participant.into()),
-        name: participant.into(),
+        name: name.into(),
         role,
         grants: role.default_grants(),
         iat: now,
-        exp: now + 86_400,
+        exp: now + 3600,
     })
 }
 

@@ -345,7 +345,7 @@ pub async fn run(
             handles.push(tokio::spawn(async move {
                 let joined: anyhow::Result<Box<dyn signal::Signalling>> = match &target {
                     Target::Duet { ws_url, key } => {
-                        let token = duet::token(key, &room_name, &p.name, role);
+                        let token = duet::token(key, &room_name, &p.name, &p.name, role);
                         duet::DuetSignalling::join(ws_url, token)
                             .await
                             .map(|s| Box::new(s) as Box<dyn signal::Signalling>)
