@@ -10,10 +10,12 @@
  *                          banners, screen switching (join / class / left)
  *   4. Sign-in ........... on the gateway's /admin page, which opens this page with ?token=
  *   5. Signalling ........ WebSocket to /sfu/ws, message dispatch, close codes, reconnect backoff
- *   6. Media ............. local capture, publish RTCPeerConnection (+ codec preference),
+ *   6. Media ............. local capture, publish RTCPeerConnection (+ codec preference, camera
+ *                          simulcast q/h/f, sender parameters driven by publish_layers),
  *                          screen share (real getDisplayMedia and a synthetic canvas test source),
  *                          subscribe RTCPeerConnection, ICE queues, remote track map, audio playback
- *   7. Views ............. persistent video tiles, lead view, classroom / observer view, controls
+ *   7. Views ............. persistent video tiles, track_view (shown sizes → the SFU), lead view,
+ *                          classroom / observer view, controls, connection quality + layer
  *   8. Quality ........... getStats every 2 s → {"type":"quality"} message
  *   9. Test hooks + boot . window.duet API, event delegation, start-up
  *
@@ -99,6 +101,26 @@
   var params = new URLSearchParams(location.search);
   /** Video codec preference for publishing: ?codec=vp8|h264 (default vp8). */
   var CODEC = (params.get('codec') || 'vp8').toLowerCase() === 'h264' ? 'h264' : 'vp8';
+  /** Camera simulcast on (default) or off with ?simulcast=0 (debugging: one full-size encoding). */
+  var SIMULCAST = params.get('simulcast') !== '0';
+
+  /** Simulcast layer names (rids), lowest first: SIMULCAST_RIDS in sfu/proto/src/signal.rs. */
+  var SIMULCAST_RIDS = ['q', 'h', 'f'];
+  /**
+   * The camera's simulcast encodings, lowest first (rid = SIMULCAST_RIDS[i]), for a 1280x720
+   * capture: q = 320x180 at ≤ 15 fps and ≤ 150 kbps (thumbnails, weak links), h = 640x360 at
+   * ≤ 500 kbps, f = 1280x720 at ≤ 1.5 Mbps. Chrome sends all three only from a capture of at
+   * least 960x540 (hence the 720p camera request) and drops the upper layers on a weak uplink.
+   */
+  var CAMERA_SIMULCAST_ENCODINGS = [
+    { rid: SIMULCAST_RIDS[0], scaleResolutionDownBy: 4, maxBitrate: 150000, maxFramerate: 15 },
+    { rid: SIMULCAST_RIDS[1], scaleResolutionDownBy: 2, maxBitrate: 500000 },
+    { rid: SIMULCAST_RIDS[2], scaleResolutionDownBy: 1, maxBitrate: 1500000 }
+  ];
+  /** The camera's one encoding when simulcast is off or the SFU's answer declined it: the full layer. */
+  var CAMERA_SINGLE_MAX_BITRATE = 1500000;
+  /** Courseware (screen share) is sharp text that rarely moves: full resolution, few frames. */
+  var SCREEN_MAX_FRAMERATE = 5;
 
   var SESSION_KEY = 'duet.session';
 
@@ -148,7 +170,8 @@
     hands: [],
     spotlight: null,
     activeSpeaker: null,
-    quality: {},               // participant id → {participant, loss_pct, rtt_ms, jitter_ms, grade}
+    quality: {},               // participant id → {participant, loss_pct, rtt_ms, jitter_ms, grade,
+                               //   estimate_kbps?, layers?: [{track_id, layer: 0|1|2|null}]}
     muteRequested: false,
     sharing: false,
     reconnects: 0,
@@ -483,7 +506,10 @@
     syncTrackState();
     ui.banners.clear();
     renderBanners();
-    tiles.forEach(function (tile) { setTileTrack(tile, null); });
+    tiles.forEach(function (tile) {
+      if (viewObserver) viewObserver.unobserve(tile.video);
+      setTileTrack(tile, null);
+    });
     tiles.clear();
   }
 
@@ -538,6 +564,9 @@
       case 'spotlight': onSpotlight(msg.participant || null); break;
       case 'mute_requested': onMuteRequested(msg.by); break;
       case 'quality': onQuality(msg.participants); break;
+      case 'publish_layers':
+        try { onPublishLayers(msg.track_id, msg.active); } catch (e) { console.warn('duet: publish_layers', e); }
+        break;
       case 'error': onServerError(msg.code, msg.message); break;
       default: console.warn('duet: unknown message type', msg.type);
     }
@@ -642,10 +671,12 @@
       descSent: false,
       discTimer: null,
       // publish only
-      transceivers: new Map(), // source → {tr, track}
+      transceivers: new Map(), // source → {tr, track, source, simulcast}
       negotiating: false,
       pending: false,
       waiter: null,
+      layerWant: new Map(),    // browser track id → rids the SFU wants encoded (publish_layers)
+      paramChains: new Map(),  // RTCRtpSender → Promise: its setParameters calls, one at a time
       // subscribe only
       chain: Promise.resolve(),
       midMap: new Map()
@@ -674,6 +705,7 @@
     sub = newPeerHolder();
     remoteMedia.clear();
     qualityPrev.clear();
+    resetTrackViews();
     syncAudio();
   }
 
@@ -703,7 +735,9 @@
     var wantAudio = state.publishSources.indexOf('microphone') >= 0;
     var wantVideo = state.publishSources.indexOf('camera') >= 0;
     var audioC = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
-    var videoC = { width: 1280, height: 720, frameRate: 30 };
+    // 720p so that Chrome can send all three simulcast layers (it needs ≥ 960x540); ideal, not
+    // exact: a smaller camera still works (with fewer layers).
+    var videoC = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
 
     var epoch = media.epoch;
     media.acquiring = (async function () {
@@ -807,17 +841,135 @@
       if (!e || e.track !== rec.track) {
         try { pc.removeTrack(rec.tr.sender); } catch (err) { try { rec.tr.direction = 'inactive'; } catch (e2) { /* closed */ } }
         p.transceivers.delete(source);
+        p.layerWant.delete(rec.track.id);
+        p.paramChains.delete(rec.tr.sender);
         changed = true;
       }
     });
     localEntries().forEach(function (e) {
       if (p.transceivers.has(e.source)) return;
-      var tr = pc.addTransceiver(e.track, { direction: 'sendonly', streams: [e.stream] });
-      if (e.track.kind === 'video') applyCodecPreferences(tr);
-      p.transceivers.set(e.source, { tr: tr, track: e.track });
+      var rec = addPublishTransceiver(pc, e);
+      if (e.track.kind === 'video') applyCodecPreferences(rec.tr);
+      else preferAudioRedundancy(rec.tr);
+      p.transceivers.set(e.source, rec);
+      if (e.source === 'screen') preferResolution(p, rec);
       changed = true;
     });
     return changed;
+  }
+
+  /**
+   * Adds the sendonly transceiver of one local source: the camera as three simulcast encodings
+   * (CAMERA_SIMULCAST_ENCODINGS) unless ?simulcast=0 or the browser refuses them (then one
+   * encoding); the screen as one encoding of at most SCREEN_MAX_FRAMERATE fps; audio as is.
+   */
+  function addPublishTransceiver(pc, e) {
+    var init = function (encodings) {
+      var o = { direction: 'sendonly', streams: [e.stream] };
+      if (encodings) o.sendEncodings = encodings;
+      return o;
+    };
+    var tr = null;
+    var simulcast = false;
+    if (e.track.kind === 'video' && e.source === 'camera' && SIMULCAST) {
+      try {
+        tr = pc.addTransceiver(e.track, init(CAMERA_SIMULCAST_ENCODINGS.map(function (x) { return Object.assign({}, x); })));
+        simulcast = true;
+      } catch (err) {
+        console.warn('duet: simulcast not available, publishing one camera encoding', err);
+      }
+    } else if (e.track.kind === 'video' && e.source === 'screen') {
+      try {
+        tr = pc.addTransceiver(e.track, init([{ maxFramerate: SCREEN_MAX_FRAMERATE }]));
+      } catch (err) {
+        console.warn('duet: sendEncodings refused for the screen; maxFramerate set later', err);
+      }
+    }
+    if (!tr) tr = pc.addTransceiver(e.track, init(null));
+    return { tr: tr, track: e.track, source: e.source, simulcast: simulcast };
+  }
+
+  /* ---- Sender parameters (simulcast layers, screen frame rate) ---- */
+
+  /**
+   * Runs `mutate(params)` on the sender's current parameters and applies them when it returns
+   * true. Calls for one sender run one after another (setParameters rejects while another is in
+   * flight); failures are logged, never thrown.
+   */
+  function queueSenderParams(p, sender, mutate, what) {
+    var prev = p.paramChains.get(sender) || Promise.resolve();
+    var next = prev.then(function () {
+      if (p !== pub || !p.pc || p.pc.signalingState === 'closed' || !sender.track) return;
+      var prm = sender.getParameters();
+      if (!prm || !prm.encodings || !prm.encodings.length) return;   // re-applied after negotiation
+      if (!mutate(prm)) return;
+      return sender.setParameters(prm);
+    }).catch(function (e) {
+      console.warn('duet: setParameters (' + what + ') failed', e);
+    });
+    p.paramChains.set(sender, next);
+    return next;
+  }
+
+  /** Courseware keeps its resolution and drops frames when the uplink is short (if supported). */
+  function preferResolution(p, rec) {
+    queueSenderParams(p, rec.tr.sender, function (prm) {
+      if (prm.degradationPreference === 'maintain-resolution') return false;
+      prm.degradationPreference = 'maintain-resolution';
+      return true;
+    }, 'degradationPreference');
+  }
+
+  /**
+   * Brings one publish sender's encodings to what they should be now: the screen's frame-rate cap
+   * (when sendEncodings was refused), the full-size layer when the SFU's answer declined simulcast
+   * (the browser then keeps only the first, quarter-size encoding), and the layers the SFU last
+   * asked for (publish_layers). Called after every negotiation and on every publish_layers.
+   */
+  function tuneSender(p, rec) {
+    queueSenderParams(p, rec.tr.sender, function (prm) {
+      var encs = prm.encodings;
+      var changed = false;
+      var set = function (o, k, v) { if (o[k] !== v) { o[k] = v; changed = true; } };
+      if (rec.source === 'screen') {
+        encs.forEach(function (x) { set(x, 'maxFramerate', SCREEN_MAX_FRAMERATE); });
+      }
+      var negotiated = !!(p.pc.currentRemoteDescription && p.pc.signalingState === 'stable');
+      if (rec.simulcast && negotiated && encs.length === 1) {
+        if (!rec.declined) {
+          rec.declined = true;
+          console.info('duet: the SFU declined simulcast; sending the camera as one full-size encoding');
+        }
+        set(encs[0], 'scaleResolutionDownBy', 1);
+        set(encs[0], 'maxBitrate', CAMERA_SINGLE_MAX_BITRATE);
+        if (encs[0].maxFramerate != null) set(encs[0], 'maxFramerate', 30);   // the capture's rate
+      }
+      var want = p.layerWant.get(rec.track.id);
+      if (want) {
+        encs.forEach(function (x) {
+          // One encoding (no simulcast): paused only when nobody receives any layer.
+          set(x, 'active', encs.length > 1 ? want.indexOf(x.rid) >= 0 : want.length > 0);
+        });
+      }
+      return changed;
+    }, rec.source);
+  }
+
+  /** publish_layers: keep encoding the rids in `active`, pause the others (unknown tracks: ignored). */
+  function onPublishLayers(trackId, active) {
+    if (typeof trackId !== 'string' || !Array.isArray(active)) {
+      console.warn('duet: malformed publish_layers', trackId, active);
+      return;
+    }
+    var p = pub;
+    var rec = null;
+    p.transceivers.forEach(function (r) {
+      var tr = r.tr.sender && r.tr.sender.track;
+      if (!rec && tr && tr.id === trackId) rec = r;
+    });
+    if (!rec) { console.info('duet: publish_layers for a track not published here', trackId); return; }
+    p.layerWant.set(trackId, active.filter(function (x) { return typeof x === 'string'; }));
+    tuneSender(p, rec);
   }
 
   /** Every track the publish offer carries (only transceivers that got a mid in this offer). */
@@ -863,6 +1015,8 @@
         if (gen !== session.gen) return;
         await pc.setRemoteDescription({ type: 'answer', sdp: sdp });
         await flushRemoteIce(p);
+        if (gen !== session.gen) return;
+        p.transceivers.forEach(function (rec) { if (rec.track.kind === 'video') tuneSender(p, rec); });
       } while (p.pending);
     } catch (e) {
       if (gen !== session.gen) return;
@@ -911,6 +1065,22 @@
     } catch (e) {
       try { tr.setCodecPreferences(preferred); } catch (e2) { console.warn('duet: setCodecPreferences failed', e2); }
     }
+  }
+
+  /**
+   * Audio: Opus inside RED (RFC 2198) first when the browser has it, so every packet also
+   * carries the previous frame and a lossy rural link loses far fewer of the teacher's words;
+   * plain Opus stays offered for peers without RED. `?red=0` turns it off.
+   */
+  function preferAudioRedundancy(tr) {
+    if (params.get('red') === '0') return;
+    if (typeof tr.setCodecPreferences !== 'function' || !window.RTCRtpSender || !RTCRtpSender.getCapabilities) return;
+    var caps = RTCRtpSender.getCapabilities('audio');
+    if (!caps || !caps.codecs) return;
+    var red = caps.codecs.filter(function (c) { return c.mimeType.toLowerCase() === 'audio/red'; });
+    if (!red.length) return;
+    var rest = caps.codecs.filter(function (c) { return c.mimeType.toLowerCase() !== 'audio/red'; });
+    try { tr.setCodecPreferences(red.concat(rest)); } catch (e) { console.warn('duet: RED preference failed', e); }
   }
 
   /* ---- ICE ---- */
@@ -1268,7 +1438,8 @@
     var hand = h('span', { class: 'hand-marker', hidden: true }, '✋');
     var spot = h('span', { class: 'spot-badge', hidden: true });
     var name = h('span', { class: 'tile-name' });
-    var label = h('div', { class: 'tile-label' }, quality, name);
+    var layer = h('span', { class: 'q-layer', hidden: true });
+    var label = h('div', { class: 'tile-label' }, quality, name, layer);
     var badges = h('div', { class: 'tile-badges' }, hand, spot);
     var actions = h('div', { class: 'tile-actions', hidden: true });
     root.appendChild(video);
@@ -1277,14 +1448,17 @@
     root.appendChild(label);
     root.appendChild(actions);
     tile = { key: key, root: root, video: video, placeholder: placeholder, quality: quality, hand: hand,
-      spot: spot, name: name, actions: actions, track: null, buttons: null };
+      spot: spot, name: name, layer: layer, actions: actions, track: null, buttons: null };
     tiles.set(key, tile);
+    if (viewObserver) viewObserver.observe(video);
+    video.addEventListener('resize', scheduleTrackViews);   // the picture's aspect became known
     return tile;
   }
 
   function dropTile(key) {
     var tile = tiles.get(key);
     if (!tile) return;
+    if (viewObserver) viewObserver.unobserve(tile.video);
     setTileTrack(tile, null);
     if (tile.root.parentNode) tile.root.parentNode.removeChild(tile.root);
     tiles.delete(key);
@@ -1317,6 +1491,94 @@
     if (!tile.track || !tile.video.paused || !tile.root.isConnected) return;
     var pr = tile.video.play();
     if (pr && pr.catch) pr.catch(function () { /* retried on the next render */ });
+  }
+
+  /* ---- Track views: how large each received video is shown (track_view → the SFU) ---- */
+
+  /** A tile's new size is reported once it differs from the last one sent by more than this. */
+  var VIEW_CHANGE_RATIO = 0.1;
+  /** …and once it has stayed so for this long (a window being dragged sends one message). */
+  var VIEW_DEBOUNCE_MS = 300;
+  /** room track id → {sent: height last sent | null, seen: last measured, timer, due}. */
+  var views = new Map();
+  var viewsQueued = false;
+  var viewObserver = typeof window.ResizeObserver === 'function'
+    ? new ResizeObserver(function () { scheduleTrackViews(); }) : null;
+
+  /** Measures on a timer, not in the ResizeObserver callback nor the render microtask. */
+  function scheduleTrackViews() {
+    if (viewsQueued) return;
+    viewsQueued = true;
+    setTimeout(function () { viewsQueued = false; updateTrackViews(); }, 0);
+  }
+
+  /**
+   * The height, in device pixels, at which a tile draws its picture: the <video> box, less the
+   * bars of object-fit: contain, or more than the box where object-fit: cover crops the sides.
+   */
+  function shownHeight(tile) {
+    var v = tile.video;
+    if (!tile.root.isConnected) return 0;
+    var w = v.clientWidth, ht = v.clientHeight;
+    if (!w || !ht) return 0;      // display: none somewhere above, or not laid out yet
+    var aspect = v.videoWidth && v.videoHeight ? v.videoWidth / v.videoHeight : 16 / 9;
+    var fit = window.getComputedStyle(v).objectFit;
+    var pictureHt = w / aspect;   // the picture's height when it spans the box's width
+    var shown = fit === 'cover' ? Math.max(ht, pictureHt) : (fit === 'fill' ? ht : Math.min(ht, pictureHt));
+    return Math.round(shown * (window.devicePixelRatio || 1));
+  }
+
+  /**
+   * Sends {"type":"track_view", track_id, height} for every received video track: the first
+   * height as soon as a tile shows it, later changes of more than VIEW_CHANGE_RATIO after
+   * VIEW_DEBOUNCE_MS, and 0 once no tile shows it while it is still subscribed. A track shown in
+   * two tiles reports the larger one.
+   */
+  function updateTrackViews() {
+    if (!state.joined) return;
+    var byTrack = new Map();   // MediaStreamTrack → room track id
+    var want = new Map();      // room track id → height
+    remoteMedia.forEach(function (m, id) {
+      if (m.kind !== 'video' || !m.track) return;
+      byTrack.set(m.track, id);
+      want.set(id, 0);
+    });
+    tiles.forEach(function (tile) {
+      var id = tile.track ? byTrack.get(tile.track) : null;
+      if (id == null) return;
+      want.set(id, Math.max(want.get(id), shownHeight(tile)));
+    });
+    views.forEach(function (v, id) {
+      if (!want.has(id)) { clearTimeout(v.timer); views.delete(id); }   // unsubscribed: nothing to say
+    });
+    want.forEach(function (height, id) {
+      var v = views.get(id);
+      if (!v) { v = { sent: null, seen: null, timer: null, due: false }; views.set(id, v); }
+      var moved = height !== v.seen;
+      v.seen = height;
+      if (!v.sent && height > 0) { sendTrackView(id, v, height); return; }   // first shown, or shown again
+      if (v.sent == null) return;                                            // never shown yet
+      var significant = Math.abs(height - v.sent) > v.sent * VIEW_CHANGE_RATIO;
+      if (!significant) { clearTimeout(v.timer); v.timer = null; v.due = false; return; }
+      if (v.due) { sendTrackView(id, v, height); return; }
+      if (moved || !v.timer) {
+        clearTimeout(v.timer);
+        v.timer = setTimeout(function () { v.timer = null; v.due = true; updateTrackViews(); }, VIEW_DEBOUNCE_MS);
+      }
+    });
+  }
+
+  function sendTrackView(id, v, height) {
+    clearTimeout(v.timer);
+    v.timer = null;
+    v.due = false;
+    if (send({ type: 'track_view', track_id: id, height: height })) v.sent = height;
+  }
+
+  /** Forgets what was reported (the subscribe connection is gone; a new one starts afresh). */
+  function resetTrackViews() {
+    views.forEach(function (v) { clearTimeout(v.timer); });
+    views.clear();
   }
 
   /**
@@ -1364,13 +1626,23 @@
       var grade = q && q.grade ? q.grade : 'unknown';
       var gradeText = t('quality.' + (I18N.has('quality.' + grade) ? grade : 'unknown'));
       var tip = q ? t('quality.detail', { grade: gradeText, loss: round(q.loss_pct || 0, 1), rtt: Math.round(q.rtt_ms || 0), jitter: Math.round(q.jitter_ms || 0) }) : gradeText;
+      var layerKey = q ? layerKeyOf(leadCameraLayer(q)) : null;
+      var layerText = layerKey ? t('quality.layer', { layer: t('quality.layer.' + layerKey) }) : '';
+      if (q && typeof q.estimate_kbps === 'number' && isFinite(q.estimate_kbps)) {
+        tip += ' · ' + t('quality.estimate', { rate: formatRate(q.estimate_kbps) });
+      }
+      if (layerText) tip += ' · ' + layerText;
       tile.quality.hidden = false;
       setAttr(tile.quality, 'data-grade', grade);
       setAttr(tile.quality, 'title', tip);
       setAttr(tile.quality, 'aria-label', tip);
       setAttr(tile.root, 'title', tip);
+      tile.layer.hidden = !layerKey;
+      setText(tile.layer, layerText);
+      setAttr(tile.layer, 'data-layer', layerKey);
     } else {
       tile.quality.hidden = true;
+      tile.layer.hidden = true;
       setAttr(tile.root, 'title', null);
     }
     if (o.leadActions) {
@@ -1393,6 +1665,54 @@
     } else {
       tile.actions.hidden = true;
     }
+  }
+
+  /**
+   * The simulcast layer a participant receives of the lead's camera, from its quality entry:
+   * 0/1/2 (low/medium/high), null (paused: its link cannot carry the video), or undefined (no
+   * layer reported). The lead's own page is not told its own tracks' room ids; there the
+   * camera is recognised by the SFU's "<participant>-camera-<n>" track ids. Without the lead's
+   * camera among the entries, the lowest layer of the participant's cameras (else of all its
+   * entries) stands in.
+   */
+  function leadCameraLayer(q) {
+    var list = (Array.isArray(q.layers) ? q.layers : []).filter(function (x) {
+      return x && typeof x.track_id === 'string' && (x.layer === null || typeof x.layer === 'number');
+    });
+    if (!list.length) return undefined;
+    var lead = state.you && state.you.role === 'lead' ? state.you : leadParticipant();
+    var sourceOf = function (x) {
+      var info = trackInfo.get(x.track_id);
+      if (info) return { participant: info.participant, source: info.source };
+      var m = /^(.+)-(camera|screen|microphone)-\d+$/.exec(x.track_id);
+      return m ? { participant: m[1], source: m[2] } : null;
+    };
+    var own = null, cams = [];
+    list.forEach(function (x) {
+      var s = sourceOf(x);
+      if (!s || s.source !== 'camera') return;
+      cams.push(x);
+      if (!own && lead && s.participant === lead.id) own = x;
+    });
+    if (own) return own.layer;
+    var low;   // a paused track (null) counts as the lowest
+    (cams.length ? cams : list).forEach(function (x) {
+      var l = x.layer === null ? -1 : x.layer;
+      if (low === undefined || l < low) low = l;
+    });
+    return low === -1 ? null : low;
+  }
+
+  function layerKeyOf(layer) {
+    if (layer === undefined) return null;
+    if (layer === null) return 'paused';
+    return layer >= 2 ? 'high' : (layer === 1 ? 'medium' : 'low');
+  }
+
+  /** 850 → "850 kbps", 1234 → "1.2 Mbps", 12345 → "12 Mbps". */
+  function formatRate(kbps) {
+    if (kbps < 1000) return t('quality.kbps', { n: Math.round(kbps) });
+    return t('quality.mbps', { n: (kbps / 1000).toFixed(kbps < 10000 ? 1 : 0) });
   }
 
   var renderQueued = false;
@@ -1430,6 +1750,7 @@
       if (placed.has(tile)) ensurePlaying(tile); else setTileTrack(tile, null);
     });
     renderControls(sk);
+    scheduleTrackViews();
   }
 
   function isSpeaking(id) { return !!id && state.activeSpeaker === id; }
@@ -1690,6 +2011,8 @@
     stopQualityLoop();
     session.qualityTimer = setInterval(function () {
       if (gen !== session.gen || !state.joined) return;
+      // Tile sizes, again: a background tab gets no ResizeObserver callbacks (no rendering).
+      scheduleTrackViews();
       measureQuality().then(function (q) {
         if (q && gen === session.gen) send({ type: 'quality', loss_pct: q.loss_pct, rtt_ms: q.rtt_ms, jitter_ms: q.jitter_ms });
       }, function (e) { console.warn('duet: getStats failed', e); });
@@ -1781,6 +2104,9 @@
           concealedSamples: rtp ? num(rtp.concealedSamples) : null,
           packetsReceived: rtp ? num(rtp.packetsReceived) : null,
           packetsLost: rtp ? num(rtp.packetsLost) : null,
+          freezeCount: rtp ? num(rtp.freezeCount) : null,
+          totalFreezesDuration: rtp ? num(rtp.totalFreezesDuration) : null,
+          fecPacketsReceived: rtp ? num(rtp.fecPacketsReceived) : null,
           jitter: rtp ? num(rtp.jitter) : null
         });
       }
@@ -1796,13 +2122,47 @@
         var srep = await s.getStats();
         var out = statsOf(srep, 'outbound-rtp');
         var scodec = out && out.codecId ? srep.get(out.codecId) : null;
+        // A simulcast sender has one outbound-rtp per layer: packets add up, frames are the
+        // most any layer encoded; `layers` has each one (rid order as the SFU numbers them).
+        var outs = [];
+        srep.forEach(function (r) { if (r.type === 'outbound-rtp') outs.push(r); });
+        var encs = [];
+        try { encs = (s.getParameters().encodings || []); } catch (e) { /* closed */ }
+        var layers = outs.map(function (r) {
+          var enc = null;
+          encs.forEach(function (x) { if (x.rid != null && x.rid === r.rid) enc = x; });
+          return {
+            rid: r.rid != null ? r.rid : null,
+            active: enc ? enc.active !== false : (encs.length === 1 ? encs[0].active !== false : null),
+            frameWidth: num(r.frameWidth),
+            frameHeight: num(r.frameHeight),
+            framesEncoded: num(r.framesEncoded),
+            packetsSent: num(r.packetsSent),
+            pliCount: num(r.pliCount),
+            firCount: num(r.firCount),
+            keyFramesEncoded: num(r.keyFramesEncoded),
+            qualityLimitationReason: r.qualityLimitationReason || null
+          };
+        }).sort(function (a, b) { return SIMULCAST_RIDS.indexOf(a.rid) - SIMULCAST_RIDS.indexOf(b.rid); });
+        var sumOf = function (field) {
+          var any = false, total = 0;
+          outs.forEach(function (r) { if (typeof r[field] === 'number') { any = true; total += r[field]; } });
+          return any ? total : null;
+        };
+        var maxOf = function (field) {
+          var best = null;
+          outs.forEach(function (r) { if (typeof r[field] === 'number' && (best == null || r[field] > best)) best = r[field]; });
+          return best;
+        };
         outbound.push({
           track_id: s.track.id,
           source: source,
           kind: s.track.kind,
           codec: scodec ? scodec.mimeType : null,
-          packetsSent: out ? num(out.packetsSent) : null,
-          framesEncoded: out ? num(out.framesEncoded) : null
+          packetsSent: sumOf('packetsSent'),
+          framesEncoded: maxOf('framesEncoded'),
+          encodings: encs.length,
+          layers: layers
         });
       }
     }
@@ -1835,7 +2195,14 @@
     toggleCamera: toggleCamera,
     enableSound: enableSound,
     setLang: function (lang) { return I18N.setLang(lang, true); },
-    codec: CODEC
+    codec: CODEC,
+    simulcast: SIMULCAST,
+    /** Heights last sent in track_view messages: room track id → device px. */
+    trackViews: function () {
+      var o = {};
+      views.forEach(function (v, id) { if (v.sent != null) o[id] = v.sent; });
+      return o;
+    }
   };
 
   /* ---- Event delegation for every button ---- */
@@ -1861,6 +2228,9 @@
   });
 
   I18N.onChange(function () { renderBanners(); renderScreen(); });
+
+  // ResizeObserver reports tile sizes; this also covers browsers without it.
+  window.addEventListener('resize', scheduleTrackViews);
 
   window.addEventListener('pagehide', function () {
     // The browser closes the socket anyway; do it cleanly so the SFU frees the seat at once.

@@ -1,8 +1,10 @@
 //! Prometheus text exposition of the SFU's gauges and counters, and of each participant's link
-//! quality as its client last reported it (loss, round-trip time, jitter, grade), labelled by
-//! room and participant, so an operator sees which classroom's link is poor.
+//! quality as its client last reported it (loss, round-trip time, jitter, grade), with the SFU's
+//! bandwidth estimate toward it and the simulcast layer it receives of each video track, labelled
+//! by room and participant, so an operator sees which classroom's link is poor and what it costs.
 
 use crate::sfu::Sfu;
+use crate::shell::room::LiveRoom;
 use duet_sfu_proto::RoomId;
 use duet_sfu_proto::signal::{QualityGrade, QualityInfo};
 use std::fmt::Write;
@@ -21,7 +23,11 @@ pub fn render(sfu: &Sfu) -> String {
     let mut links: Vec<(RoomId, QualityInfo)> = Vec::new();
     for r in &rooms {
         let inner = r.lock();
-        links.extend(inner.quality.values().map(|q| (r.id.clone(), q.clone())));
+        links.extend(
+            LiveRoom::quality_table(&inner)
+                .into_iter()
+                .map(|q| (r.id.clone(), q)),
+        );
         participants += inner.members.len();
         tracks += inner.core.track_count();
         subs += inner.core.subscription_count();
@@ -35,6 +41,8 @@ pub fn render(sfu: &Sfu) -> String {
         total.nack_misses += s.nack_misses;
         total.plis_sent += s.plis_sent;
         total.plis_throttled += s.plis_throttled;
+        total.layer_switches += s.layer_switches;
+        total.pauses += s.pauses;
     }
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
@@ -117,6 +125,18 @@ pub fn render(sfu: &Sfu) -> String {
         total.plis_throttled,
     );
     metric(
+        "duet_sfu_layer_switches_total",
+        "counter",
+        "Simulcast layer switches made for subscribers (at keyframes).",
+        total.layer_switches,
+    );
+    metric(
+        "duet_sfu_video_pauses_total",
+        "counter",
+        "Times a subscriber's video was paused because its link could not carry it.",
+        total.pauses,
+    );
+    metric(
         "duet_sfu_queue_drops_total",
         "counter",
         "Packets dropped because a subscriber's send queue was full.",
@@ -159,6 +179,32 @@ fn render_links(out: &mut String, links: &[(RoomId, QualityInfo)]) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
         for (room, q) in links {
             let _ = writeln!(out, "{name}{{{}}} {}", labels(room, q), value(q));
+        }
+    }
+    let name = "duet_sfu_link_estimate_bits_per_second";
+    let _ = writeln!(
+        out,
+        "# HELP {name} The SFU's bandwidth estimate toward a participant (transport-wide congestion control).\n# TYPE {name} gauge"
+    );
+    for (room, q) in links {
+        if let Some(kbps) = q.estimate_kbps {
+            let _ = writeln!(out, "{name}{{{}}} {}", labels(room, q), u64::from(kbps) * 1000);
+        }
+    }
+    let name = "duet_sfu_link_video_layer";
+    let _ = writeln!(
+        out,
+        "# HELP {name} The simulcast layer a participant receives of a video track (0 lowest; -1 paused or waiting for a keyframe).\n# TYPE {name} gauge"
+    );
+    for (room, q) in links {
+        for l in &q.layers {
+            let _ = writeln!(
+                out,
+                "{name}{{{},track=\"{}\"}} {}",
+                labels(room, q),
+                escape(l.track_id.as_str()),
+                l.layer.map_or(-1, i16::from)
+            );
         }
     }
     let name = "duet_sfu_link_grade";
@@ -209,6 +255,11 @@ mod tests {
             rtt_ms: rtt,
             jitter_ms: 4.5,
             grade: QualityGrade::from_link(loss, rtt),
+            estimate_kbps: Some(1500),
+            layers: vec![duet_sfu_proto::signal::ReceivedLayer {
+                track_id: "lead-camera-1".into(),
+                layer: if loss > 5.0 { None } else { Some(2) },
+            }],
         }
     }
 
@@ -243,6 +294,15 @@ mod tests {
         ));
         assert!(out.contains(
             "duet_sfu_link_grade{room=\"class-1\",participant=\"room-b\",grade=\"good\"} 0\n"
+        ));
+        assert!(out.contains(
+            "duet_sfu_link_estimate_bits_per_second{room=\"class-1\",participant=\"room-a\"} 1500000\n"
+        ));
+        assert!(out.contains(
+            "duet_sfu_link_video_layer{room=\"class-1\",participant=\"room-a\",track=\"lead-camera-1\"} 2\n"
+        ));
+        assert!(out.contains(
+            "duet_sfu_link_video_layer{room=\"class-1\",participant=\"room-b\",track=\"lead-camera-1\"} -1\n"
         ));
         // One HELP/TYPE per metric, however many participants.
         assert_eq!(

@@ -15,7 +15,7 @@ use crate::shell::media::{self, AUDIO_LEVEL_URI};
 use crate::shell::room::{LiveRoom, Member, SessionCmd, Sink, SinkPacket, Source as RoomSource};
 use duet_sfu_proto::signal::{
     ClientMessage, ErrorCode, IceCandidate, ParticipantInfo, PcTarget, QualityGrade, QualityInfo,
-    ServerMessage, TrackInfo,
+    SIMULCAST_RIDS, ServerMessage, TrackInfo,
 };
 use duet_sfu_proto::{JoinClaims, ParticipantId, Role, Source, TrackId};
 use std::collections::HashMap;
@@ -99,6 +99,10 @@ pub struct Session {
     subscribe_pc: Option<Arc<dyn PeerConnection>>,
     /// Browser track id → declared source, from the latest publish offer.
     declared: HashMap<String, Source>,
+    /// Browser track id → the simulcast rids its offer section sends (none without simulcast).
+    declared_rids: HashMap<String, Vec<String>>,
+    /// The negotiated id of the rid header extension on the publish connection.
+    rid_ext: Option<u8>,
     /// Browser track id → published track.
     published: HashMap<String, Published>,
     subscribed: HashMap<TrackHandle, Subscribed>,
@@ -109,6 +113,8 @@ pub struct Session {
     dirty: bool,
     audio_level_ext: Option<u8>,
     next_track: u32,
+    /// The bandwidth estimated toward this participant, written by the subscribe connection.
+    estimate: media::Estimate,
 }
 
 /// What the WebSocket writer sends.
@@ -134,6 +140,7 @@ impl Session {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (pc_tx, pc_rx) = mpsc::unbounded_channel();
         let epoch = sfu.epoch();
+        let estimate = media::Estimate::default();
         let info = ParticipantInfo {
             id: claims.sub.clone(),
             name: claims.name.clone(),
@@ -148,6 +155,8 @@ impl Session {
                     grants: claims.grants.clone(),
                     cmd: cmd_tx,
                     epoch,
+                    estimate: estimate.clone(),
+                    estimate_seen: 0,
                 },
             );
             let mut tracks: Vec<TrackInfo> = inner
@@ -214,6 +223,8 @@ impl Session {
                 publish_pc: None,
                 subscribe_pc: None,
                 declared: HashMap::new(),
+                declared_rids: HashMap::new(),
+                rid_ext: None,
                 published: HashMap::new(),
                 subscribed: HashMap::new(),
                 sink_queue,
@@ -222,6 +233,7 @@ impl Session {
                 dirty: false,
                 audio_level_ext: None,
                 next_track: 0,
+                estimate,
             },
             cmd_rx,
             pc_rx,
@@ -325,9 +337,22 @@ impl Session {
                         rtt_ms,
                         jitter_ms,
                         grade: QualityGrade::from_link(loss_pct, rtt_ms),
+                        estimate_kbps: None,
+                        layers: Vec::new(),
                     },
                 );
                 self.room.send_quality();
+            }
+            ClientMessage::TrackView { track_id, height } => {
+                let Some(sub) = self
+                    .subscribed
+                    .values()
+                    .find(|s| s.info.track_id == track_id)
+                    .map(|s| s.sub)
+                else {
+                    return self.error(ErrorCode::NotFound, format!("you receive no track {track_id}"));
+                };
+                let _ = self.room.lock().core.set_view(sub, height);
             }
             ClientMessage::Leave => {
                 let _ = self
@@ -431,6 +456,7 @@ impl Session {
                 return self.error(ErrorCode::BadMessage, "bad track_id");
             }
         }
+        let offer_sdp = sdp.clone();
         let offer = match RTCSessionDescription::offer(sdp) {
             Ok(o) => o,
             Err(e) => {
@@ -447,7 +473,7 @@ impl Session {
                     target: PcTarget::Publisher,
                     tx: self.pc_tx.clone(),
                 });
-                match self.sfu.peer_connection(handler).await {
+                match self.sfu.peer_connection(handler, None).await {
                     Ok(pc) => {
                         self.publish_pc = Some(pc.clone());
                         pc
@@ -479,6 +505,8 @@ impl Session {
             return self.error(ErrorCode::Internal, "no local description");
         };
         self.audio_level_ext = extmap_id(&local.sdp, AUDIO_LEVEL_URI);
+        self.rid_ext = extmap_id(&local.sdp, RID_URI);
+        self.declared_rids = simulcast_rids(&offer_sdp);
         // Tracks no longer declared are unpublished.
         let now: HashMap<String, Source> =
             tracks.into_iter().map(|t| (t.track_id, t.source)).collect();
@@ -590,6 +618,15 @@ impl Session {
         let Some(codec) = remote.codec(media_ssrc).await else {
             return;
         };
+        // Simulcast: one layer per rid the offer declared, lowest first.
+        let rid_order = simulcast_order(
+            self.declared_rids
+                .get(&browser_id)
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
+        );
+        let rid_ext = self.rid_ext;
+        let layers = rid_order.len().max(1);
         let Some((core_codec, _)) = media::subscriber_codec(&codec) else {
             tracing::warn!(parent: &self.span, mime = %codec.mime_type, "unsupported codec");
             return;
@@ -617,14 +654,21 @@ impl Session {
                 publisher: self.claims.sub.clone(),
                 source,
                 codec: core_codec,
+                layers: layers as u8,
+                lead: self.claims.role == Role::Lead,
             });
+            let mut layer_ssrcs = vec![None; layers];
+            if rid_order.is_empty() {
+                layer_ssrcs[0] = Some(media_ssrc);
+            }
             inner.sources.insert(
                 h,
                 RoomSource {
                     info: info.clone(),
                     remote: remote.clone(),
-                    media_ssrc,
+                    layer_ssrcs,
                     codec: codec.clone(),
+                    browser_id: browser_id.clone(),
                 },
             );
             h
@@ -636,12 +680,31 @@ impl Session {
             None
         };
         let track_span = tracing::info_span!(parent: &self.span, "track", id = %track_id, %source);
-        tracing::info!(parent: &track_span, mime = %codec.mime_type, "published");
+        tracing::info!(parent: &track_span, mime = %codec.mime_type, layers, "published");
         let reader = tokio::spawn(
             async move {
+                // SSRC → layer, learnt as each layer's first packet arrives.
+                let mut ssrc_layers: Vec<(u32, u8)> = Vec::new();
                 while let Some(ev) = remote.poll().await {
                     match ev {
-                        TrackRemoteEvent::OnRtpPacket(p) => room.on_rtp(handle, p, level_ext).await,
+                        TrackRemoteEvent::OnRtpPacket(p) => {
+                            let ssrc = p.header.ssrc;
+                            let layer = match ssrc_layers.iter().find(|(s, _)| *s == ssrc) {
+                                Some((_, l)) => *l,
+                                None => {
+                                    let Some(l) = learn_layer(
+                                        &room, handle, &*remote, &rid_order, rid_ext, &p,
+                                    )
+                                    .await
+                                    else {
+                                        continue;
+                                    };
+                                    ssrc_layers.push((ssrc, l));
+                                    l
+                                }
+                            };
+                            room.on_rtp(handle, layer, p, level_ext).await
+                        }
                         TrackRemoteEvent::OnEnded | TrackRemoteEvent::OnError => break,
                         _ => {}
                     }
@@ -744,7 +807,11 @@ impl Session {
             target: PcTarget::Subscriber,
             tx: self.pc_tx.clone(),
         });
-        match self.sfu.peer_connection(handler).await {
+        match self
+            .sfu
+            .peer_connection(handler, Some(self.estimate.clone()))
+            .await
+        {
             Ok(pc) => {
                 self.subscribe_pc = Some(pc.clone());
                 Some(pc)
@@ -767,8 +834,13 @@ impl Session {
         if self.subscribed.contains_key(&handle) || info.participant == self.claims.sub {
             return false;
         }
-        let Some((_, params)) = media::subscriber_codec(&codec) else {
+        let Some((core_codec, params)) = media::subscriber_codec(&codec) else {
             return false;
+        };
+        let payload_type = if core_codec == crate::core::Codec::Red {
+            media::RED_PAYLOAD_TYPE
+        } else {
+            params.payload_type
         };
         let Some(pc) = self.ensure_subscribe_pc().await else {
             return false;
@@ -813,7 +885,7 @@ impl Session {
                         subscriber: self.claims.sub.clone(),
                         track: handle,
                         ssrc,
-                        payload_type: params.payload_type,
+                        payload_type,
                     },
                 )
             } else {
@@ -825,6 +897,9 @@ impl Session {
                     Sink {
                         track: local.clone(),
                         queue: self.sink_queue.clone(),
+                        subscriber: self.claims.sub.clone(),
+                        track_id: info.track_id.clone(),
+                        video: !info.source.is_audio(),
                     },
                 );
                 self.room.drain(&mut inner, &mut deferred);
@@ -989,6 +1064,93 @@ async fn write_sinks(mut rx: mpsc::Receiver<SinkPacket>) {
     }
 }
 
+/// A simulcast offer's rids in layer order, lowest first (layer `i` is `order[i]`); empty without
+/// simulcast. Duet's own rids ([`SIMULCAST_RIDS`]) sort by their meaning, anything else keeps the
+/// offer's order (lowest first by convention), and layers past the third are not used.
+fn simulcast_order(rids: &[String]) -> Vec<String> {
+    let named: Vec<String> = rids.iter().filter(|r| !r.is_empty()).cloned().collect();
+    if named.len() < 2 {
+        return Vec::new();
+    }
+    let mut order = named.clone();
+    if named.iter().all(|r| SIMULCAST_RIDS.contains(&r.as_str())) {
+        order.sort_by_key(|r| SIMULCAST_RIDS.iter().position(|k| k == r));
+    }
+    order.truncate(crate::core::alloc::MAX_LAYERS);
+    order
+}
+
+/// Which layer a newly seen SSRC of a track carries, recorded for keyframe requests; `None` if
+/// it is no layer the offer declared (or its first packets do not say which). The rid comes
+/// from the packet's own rid header extension (browsers send it until the SSRC is known), else
+/// from what webrtc-rs bound.
+async fn learn_layer(
+    room: &LiveRoom,
+    handle: TrackHandle,
+    remote: &dyn TrackRemote,
+    rid_order: &[String],
+    rid_ext: Option<u8>,
+    packet: &rtc::rtp::Packet,
+) -> Option<u8> {
+    let ssrc = packet.header.ssrc;
+    let layer = if rid_order.is_empty() {
+        0
+    } else {
+        let from_packet = rid_ext
+            .and_then(|id| packet.header.get_extension(id))
+            .and_then(|b| std::str::from_utf8(&b).ok().map(str::to_owned));
+        let rid = match from_packet {
+            Some(r) => r,
+            None => remote.rid(ssrc).await?.to_string(),
+        };
+        rid_order.iter().position(|r| *r == rid)?
+    };
+    let mut inner = room.lock();
+    let src = inner.sources.get_mut(&handle)?;
+    if let Some(slot) = src.layer_ssrcs.get_mut(layer) {
+        *slot = Some(ssrc);
+    }
+    tracing::debug!(ssrc, layer, "layer seen");
+    u8::try_from(layer).ok()
+}
+
+/// The RTP stream id (rid) header extension.
+const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+
+/// Browser track id → the rids of its `a=simulcast:send` line, per media section of an offer.
+/// Alternatives (`a,b`) count their first; paused rids (`~a`) still count as layers.
+fn simulcast_rids(sdp: &str) -> HashMap<String, Vec<String>> {
+    let mut out = HashMap::new();
+    let (mut track, mut rids): (Option<String>, Vec<String>) = (None, Vec::new());
+    let mut flush = |track: &mut Option<String>, rids: &mut Vec<String>| {
+        if let Some(t) = track.take()
+            && !rids.is_empty()
+        {
+            out.insert(t, std::mem::take(rids));
+        }
+        rids.clear();
+    };
+    for line in sdp.lines().map(str::trim) {
+        if line.starts_with("m=") {
+            flush(&mut track, &mut rids);
+        } else if let Some(msid) = line.strip_prefix("a=msid:") {
+            track = msid.split_whitespace().nth(1).map(str::to_owned);
+        } else if let Some(list) = line.strip_prefix("a=simulcast:send ") {
+            rids = list
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .split(';')
+                .filter_map(|alt| alt.split(',').next())
+                .map(|r| r.trim_start_matches('~').to_owned())
+                .filter(|r| !r.is_empty())
+                .collect();
+        }
+    }
+    flush(&mut track, &mut rids);
+    out
+}
+
 /// The id of `uri` in an SDP's `a=extmap` lines.
 fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
     sdp.lines().find_map(|l| {
@@ -1007,5 +1169,20 @@ mod tests {
         assert_eq!(super::extmap_id(sdp, super::AUDIO_LEVEL_URI), Some(1));
         assert_eq!(super::extmap_id(sdp, "urn:x"), Some(4));
         assert_eq!(super::extmap_id(sdp, "urn:y"), None);
+    }
+
+    #[test]
+    fn simulcast_rids_are_read_per_track() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=msid:s mic\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=msid:s cam\r\na=rid:q send\r\n\
+                   a=simulcast:send q;~h;f,g\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=msid:s screen\r\n";
+        let rids = super::simulcast_rids(sdp);
+        assert_eq!(rids.len(), 1, "{rids:?}");
+        assert_eq!(rids["cam"], ["q", "h", "f"]);
+        assert_eq!(
+            super::simulcast_order(&["f".into(), "q".into(), "h".into()]),
+            ["q", "h", "f"]
+        );
+        assert!(super::simulcast_order(&["q".into()]).is_empty());
     }
 }

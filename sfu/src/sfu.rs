@@ -211,10 +211,12 @@ impl Sfu {
         }
     }
 
-    /// Builds a peer connection on the next free port of the media range.
+    /// A new peer connection on the next free media port. `estimate` makes it a subscribe
+    /// connection whose bandwidth estimate is written there (see [`media::interceptors`]).
     pub async fn peer_connection(
         &self,
         handler: Arc<dyn PeerConnectionEventHandler>,
+        estimate: Option<media::Estimate>,
     ) -> Result<Arc<dyn PeerConnection>, SfuError> {
         let attempts = self.ports.span().min(64);
         let mut last_err = None;
@@ -235,7 +237,7 @@ impl Sfu {
             let mut builder = PeerConnectionBuilder::new()
                 .with_configuration(RTCConfigurationBuilder::new().build())
                 .with_media_engine(media::media_engine()?)
-                .with_interceptor_registry(media::interceptors())
+                .with_interceptor_registry(media::interceptors(estimate.clone()))
                 .with_setting_engine(settings.build())
                 .with_handler(handler.clone())
                 .with_udp_addrs(vec![format!("0.0.0.0:{port}")]);
@@ -265,6 +267,7 @@ async fn tick(room: std::sync::Weak<LiveRoom>) {
         let mut deferred = Vec::new();
         {
             let mut inner = room.lock();
+            LiveRoom::update_estimates(&mut inner);
             inner.core.handle_timeout(std::time::Instant::now());
             room.drain(&mut inner, &mut deferred);
         }

@@ -40,6 +40,8 @@ impl Class {
                 publisher: "lead".into(),
                 source,
                 codec,
+                layers: 1,
+                lead: true,
             })
         };
         let camera = track("cam", Source::Camera, Codec::Vp8);
@@ -61,6 +63,9 @@ impl Class {
                 );
             }
         }
+        // Two subscribers with an estimate, so the allocator's budget path runs every tick.
+        room.set_estimate(&"room-a".into(), 3_000_000);
+        room.set_estimate(&"room-b".into(), 200_000);
         Class {
             room,
             now,
@@ -92,6 +97,7 @@ impl Class {
         self.room.handle_rtp(
             self.now,
             self.camera,
+            0,
             header(self.seq, 1),
             payload.clone(),
             None,
@@ -99,6 +105,7 @@ impl Class {
         self.room.handle_rtp(
             self.now,
             self.mic,
+            0,
             header(self.seq, 2),
             audio.clone(),
             Some(30),

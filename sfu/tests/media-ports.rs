@@ -39,7 +39,7 @@ async fn candidates_use_the_configured_ports_over_udp_and_tcp() {
     };
     let sfu = Sfu::new(config, TokenKey::new(*b"media-ports-test-key").unwrap()).unwrap();
     let handler = Arc::new(Collect::default());
-    let pc = sfu.peer_connection(handler.clone()).await.unwrap();
+    let pc = sfu.peer_connection(handler.clone(), None).await.unwrap();
     pc.add_transceiver_from_kind(rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio, None)
         .await
         .unwrap();

@@ -117,8 +117,30 @@ pub enum ClientMessage {
         /// Inbound jitter, milliseconds.
         jitter_ms: f32,
     },
+    /// How large this page shows a received video track, so the SFU sends no larger a simulcast
+    /// layer than the tile needs (a thumbnail needs no 720p). Sent when a tile's size changes.
+    TrackView {
+        /// The received track (its id in the room).
+        track_id: TrackId,
+        /// The tile's height in device pixels; 0 when the track is not shown at all.
+        height: u32,
+    },
     /// Leave the class.
     Leave,
+}
+
+/// Simulcast layer names (`rid`s) a publisher's camera sends, lowest first: a quarter, half and
+/// full resolution encoding of the same picture. Layer `i` of a track is `SIMULCAST_RIDS[i]`.
+pub const SIMULCAST_RIDS: [&str; 3] = ["q", "h", "f"];
+
+/// The simulcast layer one subscriber receives of one video track.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceivedLayer {
+    /// The track.
+    pub track_id: TrackId,
+    /// The layer forwarded (an index into [`SIMULCAST_RIDS`]; 0 for a track without simulcast),
+    /// or `None` while the video is paused because the subscriber's link cannot carry it.
+    pub layer: Option<u8>,
 }
 
 /// A participant as others see it.
@@ -156,6 +178,13 @@ pub struct QualityInfo {
     pub jitter_ms: f32,
     /// `good`, `fair` or `poor`.
     pub grade: QualityGrade,
+    /// The SFU's estimate of the bandwidth toward this participant (from transport-wide
+    /// congestion control feedback), kilobits per second; absent before the first feedback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate_kbps: Option<u32>,
+    /// The layer this participant receives of each video track.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<ReceivedLayer>,
 }
 
 /// A coarse grade for a classroom's link.
@@ -262,6 +291,15 @@ pub enum ServerMessage {
     MuteRequested {
         /// Who asked.
         by: ParticipantId,
+    },
+    /// Which simulcast layers of one of your published tracks someone receives: keep encoding
+    /// those (`active`, by rid from [`SIMULCAST_RIDS`]) and pause the others. Sent to a publisher
+    /// whenever the set changes.
+    PublishLayers {
+        /// The browser's `MediaStreamTrack.id`, as declared in the publish offer.
+        track_id: String,
+        /// The rids to keep encoding.
+        active: Vec<String>,
     },
     /// Link quality of the room's participants (sent to the lead and observers).
     Quality {

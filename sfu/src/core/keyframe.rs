@@ -13,6 +13,8 @@ pub enum Codec {
     H264,
     /// Opus (RFC 7587).
     Opus,
+    /// Opus inside RFC 2198 redundancy (RED): forwarded as is, decoded by the subscriber.
+    Red,
 }
 
 impl Codec {
@@ -25,6 +27,8 @@ impl Codec {
             Some(Codec::H264)
         } else if sub.eq_ignore_ascii_case("opus") {
             Some(Codec::Opus)
+        } else if sub.eq_ignore_ascii_case("red") {
+            Some(Codec::Red)
         } else {
             None
         }
@@ -34,19 +38,19 @@ impl Codec {
     pub fn clock_rate(self) -> u32 {
         match self {
             Codec::Vp8 | Codec::H264 => 90_000,
-            Codec::Opus => 48_000,
+            Codec::Opus | Codec::Red => 48_000,
         }
     }
 
     /// Whether this is an audio codec.
     pub fn is_audio(self) -> bool {
-        matches!(self, Codec::Opus)
+        matches!(self, Codec::Opus | Codec::Red)
     }
 
     /// Whether `payload` is the first packet of a keyframe (audio: every packet is a "keyframe").
     pub fn is_keyframe_start(self, payload: &[u8]) -> bool {
         match self {
-            Codec::Opus => true,
+            Codec::Opus | Codec::Red => true,
             Codec::Vp8 => vp8_keyframe_start(payload),
             Codec::H264 => h264_keyframe(payload),
         }
@@ -143,6 +147,8 @@ mod tests {
         assert_eq!(Codec::from_mime("video/VP8"), Some(Codec::Vp8));
         assert_eq!(Codec::from_mime("video/h264"), Some(Codec::H264));
         assert_eq!(Codec::from_mime("audio/opus"), Some(Codec::Opus));
+        assert_eq!(Codec::from_mime("audio/red"), Some(Codec::Red));
+        assert!(Codec::Red.is_audio() && Codec::Red.is_keyframe_start(&[]));
         assert_eq!(Codec::from_mime("video/AV1"), None);
     }
 }

@@ -1,9 +1,11 @@
 //! The sans-IO forwarding core: one [`Room`] per live class.
 //!
-//! The core owns the media plane of a room: which tracks are published, who receives which track
-//! (subscriptions), SSRC / sequence-number / timestamp rewriting per subscription, keyframe-request
-//! throttling per publisher track, the retransmission cache that answers NACKs, and active-speaker
-//! detection. It does no I/O, spawns nothing, takes no locks and never reads the clock: time is an
+//! The core owns the media plane of a room: which tracks are published (a video track may have
+//! up to three simulcast layers), who receives which track (subscriptions), SSRC /
+//! sequence-number / timestamp rewriting per subscription, keyframe-request throttling, the
+//! retransmission cache that answers NACKs, active-speaker detection, and which layer each
+//! subscriber gets for the bandwidth estimated toward it ([`bwe`], [`alloc`]), telling publishers
+//! which layers nobody receives so they stop encoding them. It does no I/O, spawns nothing, takes no locks and never reads the clock: time is an
 //! argument (`now`) of every input, so tests drive it with simulated time.
 //!
 //! # Driving it
@@ -17,8 +19,15 @@
 //!   through its loudspeakers is the classic echo failure).
 //! - Per subscription, output sequence numbers continue without gaps across source changes, and a
 //!   video subscription starts (or switches) only at a keyframe.
-//! - At most one keyframe request (PLI) per second leaves for any publisher track; requests made
-//!   in between are coalesced into one sent when the second is up, unless a keyframe came first.
+//! - At most one keyframe request (PLI) per second leaves for any layer of a publisher track;
+//!   requests made in between are coalesced into one sent when the second is up, unless a
+//!   keyframe came first. A subscriber's own requests count at most once per
+//!   [`CoreConfig::subscriber_pli_interval`], so one lossy classroom cannot keep the teacher's
+//!   encoder sending keyframes for everyone.
+//! - A layer switch happens only at a keyframe of the new layer, and the subscriber's sequence
+//!   numbers continue across it without a gap (the same re-basing as any source change). Going
+//!   down happens at once; going up only after the estimate has allowed it for
+//!   [`CoreConfig::up_switch_delay`].
 //! - No received packet can make it panic.
 //!
 //! # Hot path
@@ -27,6 +36,8 @@
 //! only when the speaker changes, so steady-state forwarding allocates nothing at all
 //! (`tests/core-allocations.rs` counts it with a heap profiler).
 
+pub mod alloc;
+pub mod bwe;
 mod cache;
 pub mod keyframe;
 mod rewrite;
@@ -74,6 +85,15 @@ pub struct CoreConfig {
     pub video_cache_packets: usize,
     /// How often active speaker is re-evaluated.
     pub speaker_interval: Duration,
+    /// Minimum time between two of one subscription's own keyframe requests that are passed on.
+    pub subscriber_pli_interval: Duration,
+    /// How often layer rates are measured and layers re-allocated.
+    pub alloc_interval: Duration,
+    /// How long an estimate must allow a higher layer before a subscription climbs to it.
+    pub up_switch_delay: Duration,
+    /// Share of the estimated bandwidth the allocator hands out (the rest is headroom for
+    /// keyframes and retransmissions), in percent.
+    pub budget_percent: u64,
 }
 
 impl Default for CoreConfig {
@@ -82,6 +102,10 @@ impl Default for CoreConfig {
             pli_interval: Duration::from_secs(1),
             video_cache_packets: 1024,
             speaker_interval: Duration::from_millis(200),
+            subscriber_pli_interval: Duration::from_secs(3),
+            alloc_interval: Duration::from_millis(500),
+            up_switch_delay: Duration::from_secs(2),
+            budget_percent: 85,
         }
     }
 }
@@ -97,7 +121,20 @@ pub struct TrackSpec {
     pub source: Source,
     /// Its codec.
     pub codec: Codec,
+    /// Simulcast layers (1 without simulcast, at most [`alloc::MAX_LAYERS`]); layer 0 is the
+    /// lowest.
+    pub layers: u8,
+    /// Whether the lead teacher publishes it (their camera outranks the classrooms').
+    pub lead: bool,
 }
+
+/// Bits per second assumed for a layer before any of it was measured: the browser's simulcast
+/// ceilings for a camera, lowest first.
+pub const NOMINAL_LAYER_RATES: [u64; alloc::MAX_LAYERS] = [150_000, 500_000, 1_500_000];
+/// Assumed for a video track without simulcast before it was measured.
+const NOMINAL_SINGLE_RATE: u64 = 800_000;
+/// Assumed for an audio track before it was measured (Opus with FEC, headers included).
+const NOMINAL_AUDIO_RATE: u64 = 48_000;
 
 /// A new subscription: `subscriber` receives `track` as `ssrc` with `payload_type`.
 #[derive(Clone, Debug)]
@@ -126,10 +163,20 @@ pub enum Output {
         /// Whether this answers a NACK.
         retransmission: bool,
     },
-    /// Ask the publisher of this track for a keyframe (send a PLI).
+    /// Ask the publisher of this track for a keyframe (send a PLI) on one layer.
     RequestKeyframe {
         /// Which track.
         track: TrackHandle,
+        /// Which simulcast layer (0 without simulcast).
+        layer: u8,
+    },
+    /// The publisher of this simulcast track should encode exactly these layers (bit `i` set:
+    /// layer `i` wanted). The lowest layer is always wanted, so a new subscriber starts at once.
+    PublishLayers {
+        /// Which track.
+        track: TrackHandle,
+        /// Wanted layers.
+        mask: u8,
     },
     /// The room's active speaker changed.
     ActiveSpeaker(Option<ParticipantId>),
@@ -179,26 +226,74 @@ pub struct RoomStats {
     pub plis_sent: u64,
     /// Keyframe requests coalesced or dropped by the throttle.
     pub plis_throttled: u64,
+    /// Simulcast layer switches made (at keyframes).
+    pub layer_switches: u64,
+    /// Times a subscription's video was paused because its link could not carry it.
+    pub pauses: u64,
+}
+
+/// One simulcast layer of a track (a track without simulcast has one).
+#[derive(Debug)]
+struct Layer {
+    cache: RetransmitCache,
+    last_pli: Option<Instant>,
+    /// A request arrived inside the throttle window and is owed when it ends.
+    pli_owed: bool,
+    /// Payload bytes since the last rate measurement.
+    bytes: u64,
+    /// Measured bits per second (smoothed); `None` until measured.
+    rate: Option<u64>,
+    /// When its last packet arrived.
+    last_packet: Option<Instant>,
 }
 
 #[derive(Debug)]
 struct Track {
     spec: TrackSpec,
-    cache: RetransmitCache,
-    /// Subscriptions whose current or pending source is this track.
+    layers: Vec<Layer>,
+    /// Subscriptions whose home, current or pending source is this track.
     sinks: Vec<SubHandle>,
-    last_pli: Option<Instant>,
-    /// A request arrived inside the throttle window and is owed when it ends.
-    pli_owed: bool,
+    /// The layers the publisher was last told to encode.
+    told_mask: u8,
 }
+
+impl Track {
+    /// Bits per second of `layer`: measured, else the nominal rate.
+    fn rate(&self, layer: usize) -> u64 {
+        let nominal = if self.spec.codec.is_audio() {
+            NOMINAL_AUDIO_RATE
+        } else if self.layers.len() > 1 {
+            NOMINAL_LAYER_RATES[layer.min(alloc::MAX_LAYERS - 1)]
+        } else {
+            NOMINAL_SINGLE_RATE
+        };
+        self.layers
+            .get(layer)
+            .and_then(|l| l.rate)
+            .unwrap_or(nominal)
+    }
+}
+
+/// A track and one of its layers.
+type Src = (TrackHandle, u8);
 
 #[derive(Debug)]
 struct Subscription {
     subscriber: ParticipantId,
-    /// The track forwarded now (`None` until the first keyframe of `pending`).
-    source: Option<TrackHandle>,
-    /// The track to switch to at its next keyframe.
-    pending: Option<TrackHandle>,
+    /// The track this subscription receives (changed by [`Room::switch_source`]).
+    home: TrackHandle,
+    /// The layer forwarded now (`None` until the first keyframe of `pending`, or paused).
+    source: Option<Src>,
+    /// The layer to switch to at its next keyframe.
+    pending: Option<Src>,
+    /// The layer the allocator chose (`None`: paused for bandwidth or not shown).
+    target: Option<u8>,
+    /// The highest layer worth sending for the tile's size (`None`: not shown).
+    view: Option<u8>,
+    /// Since when the allocator has wanted a higher layer than `target`.
+    up_since: Option<Instant>,
+    /// When this subscription's own keyframe request was last passed on.
+    last_request: Option<Instant>,
     ssrc: u32,
     payload_type: u8,
     rewriter: SeqRewriter,
@@ -219,8 +314,24 @@ pub struct Room {
     speaker: SpeakerDetector,
     next_speaker_tick: Option<Instant>,
     stats: RoomStats,
-    /// Tracks owed a keyframe request, reused by [`Room::handle_timeout`].
-    owed_scratch: Vec<TrackHandle>,
+    /// Layers owed a keyframe request, reused by [`Room::handle_timeout`].
+    owed_scratch: Vec<Src>,
+    /// Receiving participants: their subscriptions and the bandwidth estimated toward them.
+    subscribers: HashMap<ParticipantId, Subscriber>,
+    next_alloc: Option<Instant>,
+    last_alloc: Option<Instant>,
+    /// Scratch buffers of the allocation tick, reused.
+    wants_scratch: Vec<(SubHandle, alloc::Want)>,
+    choices_scratch: Vec<Option<u8>>,
+    apply_scratch: Vec<(SubHandle, Option<u8>)>,
+}
+
+/// A receiving participant as the allocator sees it.
+#[derive(Debug, Default)]
+struct Subscriber {
+    subs: Vec<SubHandle>,
+    /// Bits per second estimated toward it (from transport-wide congestion control).
+    estimate: Option<u64>,
 }
 
 impl Room {
@@ -237,6 +348,12 @@ impl Room {
             next_speaker_tick: None,
             stats: RoomStats::default(),
             owed_scratch: Vec::new(),
+            subscribers: HashMap::new(),
+            next_alloc: None,
+            last_alloc: None,
+            wants_scratch: Vec::new(),
+            choices_scratch: Vec::new(),
+            apply_scratch: Vec::new(),
         }
     }
 
@@ -267,7 +384,25 @@ impl Room {
 
     /// The current source of a subscription (`None` while waiting for the first keyframe).
     pub fn subscription_source(&self, sub: SubHandle) -> Option<TrackHandle> {
-        self.subs.get(&sub).and_then(|s| s.source)
+        self.subs.get(&sub).and_then(|s| s.source).map(|(t, _)| t)
+    }
+
+    /// The layer a subscription forwards now (`None` while waiting for a keyframe or paused).
+    pub fn subscription_layer(&self, sub: SubHandle) -> Option<u8> {
+        self.subs.get(&sub).and_then(|s| s.source).map(|(_, l)| l)
+    }
+
+    /// The bandwidth estimated toward a participant, bits per second.
+    pub fn estimate(&self, subscriber: &ParticipantId) -> Option<u64> {
+        self.subscribers.get(subscriber).and_then(|s| s.estimate)
+    }
+
+    /// Measured bits per second of each layer of a track (`None`: not measured yet).
+    pub fn layer_rates(&self, track: TrackHandle) -> Vec<Option<u64>> {
+        self.tracks
+            .get(&track)
+            .map(|t| t.layers.iter().map(|l| l.rate).collect())
+            .unwrap_or_default()
     }
 
     fn handle(&mut self) -> u32 {
@@ -284,14 +419,28 @@ impl Room {
         } else {
             self.config.video_cache_packets
         };
+        let count = if spec.codec.is_audio() {
+            1
+        } else {
+            spec.layers.clamp(1, alloc::MAX_LAYERS as u8)
+        };
+        let layers = (0..count)
+            .map(|_| Layer {
+                cache: RetransmitCache::new(capacity),
+                last_pli: None,
+                pli_owed: false,
+                bytes: 0,
+                rate: None,
+                last_packet: None,
+            })
+            .collect();
         self.tracks.insert(
             h,
             Track {
                 spec,
-                cache: RetransmitCache::new(capacity),
+                layers,
                 sinks: Vec::new(),
-                last_pli: None,
-                pli_owed: false,
+                told_mask: (1u8 << count) - 1,
             },
         );
         h
@@ -307,18 +456,36 @@ impl Room {
             let Some(s) = self.subs.get_mut(&sub) else {
                 continue;
             };
-            if s.pending == Some(track) {
+            if s.pending.is_some_and(|(p, _)| p == track) {
                 s.pending = None;
             }
-            if s.source == Some(track) {
+            if s.source.is_some_and(|(c, _)| c == track) {
                 s.source = None;
             }
-            if s.source.is_none() && s.pending.is_none() {
-                self.subs.remove(&sub);
-                removed.push(sub);
+            if s.home == track {
+                // Switching away when it went: the pending source is home now; else it ends.
+                match s.pending.or(s.source) {
+                    Some((next, _)) => s.home = next,
+                    None => {
+                        self.remove_sub(sub);
+                        removed.push(sub);
+                    }
+                }
             }
         }
         removed
+    }
+
+    /// Drops a subscription from the maps (its tracks' sink lists are the caller's business).
+    fn remove_sub(&mut self, sub: SubHandle) -> Option<Subscription> {
+        let s = self.subs.remove(&sub)?;
+        if let Some(r) = self.subscribers.get_mut(&s.subscriber) {
+            r.subs.retain(|x| *x != sub);
+            if r.subs.is_empty() {
+                self.subscribers.remove(&s.subscriber);
+            }
+        }
+        Some(s)
     }
 
     /// Removes everything a participant published or received. Returns the removed tracks and
@@ -366,7 +533,8 @@ impl Room {
         Ok(t)
     }
 
-    /// Subscribes a participant to a track. Video starts at the next keyframe, which is requested.
+    /// Subscribes a participant to a track. Video starts at the next keyframe of its lowest
+    /// layer, which is requested; the allocator lifts it from there.
     pub fn subscribe(&mut self, now: Instant, spec: SubscribeSpec) -> Result<SubHandle, CoreError> {
         let is_audio = self
             .check_not_own(&spec.subscriber, spec.track)?
@@ -374,12 +542,23 @@ impl Room {
             .codec
             .is_audio();
         let h = SubHandle(self.handle());
+        self.subscribers
+            .entry(spec.subscriber.clone())
+            .or_default()
+            .subs
+            .push(h);
+        self.next_alloc.get_or_insert(now + self.config.alloc_interval);
         self.subs.insert(
             h,
             Subscription {
                 subscriber: spec.subscriber,
+                home: spec.track,
                 source: None,
-                pending: Some(spec.track),
+                pending: Some((spec.track, 0)),
+                target: Some(0),
+                view: Some(alloc::MAX_LAYERS as u8 - 1),
+                up_since: None,
+                last_request: None,
                 ssrc: spec.ssrc,
                 payload_type: spec.payload_type,
                 rewriter: SeqRewriter::default(),
@@ -393,21 +572,39 @@ impl Room {
             .sinks
             .push(h);
         if !is_audio {
-            self.request_keyframe(now, spec.track);
+            self.request_keyframe(now, (spec.track, 0));
         }
         Ok(h)
     }
 
     /// Ends a subscription.
     pub fn unsubscribe(&mut self, sub: SubHandle) {
-        let Some(s) = self.subs.remove(&sub) else {
+        let Some(s) = self.remove_sub(sub) else {
             return;
         };
-        for t in [s.source, s.pending].into_iter().flatten() {
+        let tracks = [Some(s.home), s.source.map(|x| x.0), s.pending.map(|x| x.0)];
+        for t in tracks.into_iter().flatten() {
             if let Some(track) = self.tracks.get_mut(&t) {
                 track.sinks.retain(|x| *x != sub);
             }
         }
+    }
+
+    /// The bandwidth estimated toward a participant changed (bits per second).
+    pub fn set_estimate(&mut self, subscriber: &ParticipantId, bits_per_second: u64) {
+        if let Some(s) = self.subscribers.get_mut(subscriber) {
+            s.estimate = Some(bits_per_second);
+        }
+    }
+
+    /// The subscriber shows this video `height` device pixels tall (0: not at all).
+    pub fn set_view(&mut self, sub: SubHandle, height: u32) -> Result<(), CoreError> {
+        let s = self
+            .subs
+            .get_mut(&sub)
+            .ok_or(CoreError::UnknownSubscription(sub))?;
+        s.view = alloc::layer_for_height(height);
+        Ok(())
     }
 
     /// Points a subscription at another track of the same kind; the switch happens at the new
@@ -427,41 +624,82 @@ impl Room {
         if t.spec.codec.is_audio() != s.is_audio {
             return Err(CoreError::KindMismatch);
         }
-        let (old_pending, current) = (s.pending, s.source);
-        if current == Some(track) {
-            // Back to the current source: cancel any pending switch.
-            if let Some(p) = old_pending {
-                self.detach(sub, p);
-            }
-            self.subs.get_mut(&sub).expect("checked above").pending = None;
-            return Ok(());
-        }
-        if let Some(p) = old_pending.filter(|p| *p != track) {
-            self.detach(sub, p);
-        }
-        self.subs.get_mut(&sub).expect("checked above").pending = Some(track);
+        let layer = s
+            .target
+            .unwrap_or(0)
+            .min(t.layers.len().saturating_sub(1) as u8);
+        let (old_home, paused) = (s.home, s.target.is_none());
+        self.subs.get_mut(&sub).expect("checked above").home = track;
         let t = self.tracks.get_mut(&track).expect("checked above");
         if !t.sinks.contains(&sub) {
             t.sinks.push(sub);
         }
-        let audio = t.spec.codec.is_audio();
-        if !audio {
-            self.request_keyframe(now, track);
+        if old_home != track {
+            self.detach_if_unused(sub, old_home);
         }
+        if paused {
+            return Ok(());
+        }
+        self.aim(now, sub, (track, layer));
         Ok(())
     }
 
-    fn detach(&mut self, sub: SubHandle, track: TrackHandle) {
-        if let Some(t) = self.tracks.get_mut(&track) {
+    /// Points a subscription at `to`: a no-op if forwarded already, else pending until `to`'s
+    /// next keyframe, which is requested.
+    fn aim(&mut self, now: Instant, sub: SubHandle, to: Src) {
+        let Some(s) = self.subs.get_mut(&sub) else {
+            return;
+        };
+        let old_pending = s.pending;
+        if s.source == Some(to) {
+            s.pending = None;
+        } else {
+            s.pending = Some(to);
+        }
+        let wait = s.pending.is_some();
+        if let Some((p, _)) = old_pending.filter(|p| p.0 != to.0) {
+            self.detach_if_unused(sub, p);
+        }
+        if wait && !self.subs[&sub].is_audio {
+            self.request_keyframe(now, to);
+        }
+    }
+
+    /// Stops forwarding a subscription (its link cannot carry it, or it is not shown).
+    fn pause(&mut self, sub: SubHandle) {
+        let Some(s) = self.subs.get_mut(&sub) else {
+            return;
+        };
+        let (home, old) = (s.home, [s.source, s.pending]);
+        s.source = None;
+        s.pending = None;
+        for (t, _) in old.into_iter().flatten() {
+            if t != home {
+                self.detach_if_unused(sub, t);
+            }
+        }
+        self.stats.pauses += 1;
+    }
+
+    /// Removes `sub` from `track`'s sinks unless it still receives or waits for it.
+    fn detach_if_unused(&mut self, sub: SubHandle, track: TrackHandle) {
+        let used = self.subs.get(&sub).is_some_and(|s| {
+            s.home == track
+                || s.source.is_some_and(|x| x.0 == track)
+                || s.pending.is_some_and(|x| x.0 == track)
+        });
+        if !used && let Some(t) = self.tracks.get_mut(&track) {
             t.sinks.retain(|x| *x != sub);
         }
     }
 
-    /// A packet from a publisher. `audio_level` is the RFC 6464 level when the packet carried it.
+    /// A packet from a publisher on one of a track's layers (0 without simulcast). `audio_level`
+    /// is the RFC 6464 level when the packet carried it.
     pub fn handle_rtp(
         &mut self,
         now: Instant,
         track: TrackHandle,
+        layer: u8,
         header: RtpHeader,
         payload: Bytes,
         audio_level: Option<u8>,
@@ -469,18 +707,24 @@ impl Room {
         let Some(t) = self.tracks.get_mut(&track) else {
             return;
         };
+        let Some(l) = t.layers.get_mut(usize::from(layer)) else {
+            return;
+        };
         self.stats.packets_in += 1;
         self.stats.bytes_in += payload.len() as u64;
         let codec = t.spec.codec;
         let keyframe = codec.is_keyframe_start(&payload);
         if keyframe && !codec.is_audio() {
-            t.pli_owed = false;
+            l.pli_owed = false;
         }
-        t.cache.insert(header, &payload);
+        l.cache.insert(header, &payload);
+        l.bytes += payload.len() as u64;
+        l.last_packet = Some(now);
         if let (Some(level), true) = (audio_level, codec.is_audio()) {
             self.speaker.on_level(&t.spec.publisher, level);
             self.next_speaker_tick.get_or_insert(now);
         }
+        let here = (track, layer);
         let clock_rate = codec.clock_rate();
         let mut switched_away = Vec::new();
         for &sub in &t.sinks {
@@ -491,7 +735,7 @@ impl Room {
                 s.subscriber, t.spec.publisher,
                 "own media is never subscribed"
             );
-            if s.pending == Some(track) {
+            if s.pending == Some(here) {
                 if !keyframe {
                     continue;
                 }
@@ -502,13 +746,16 @@ impl Room {
                     .unwrap_or(0);
                 s.rewriter
                     .rebase(header.sequence_number, header.timestamp, advance);
-                if let Some(old) = s.source.filter(|o| *o != track) {
-                    switched_away.push((sub, old));
+                if let Some(old) = s.source {
+                    self.stats.layer_switches += u64::from(old.0 == track);
+                    if old.0 != track {
+                        switched_away.push((sub, old.0));
+                    }
                 }
-                s.source = Some(track);
+                s.source = Some(here);
                 s.pending = None;
             }
-            if s.source != Some(track) {
+            if s.source != Some(here) {
                 continue;
             }
             let Some((seq, ts)) = s.rewriter.rewrite(header.sequence_number, header.timestamp)
@@ -532,14 +779,17 @@ impl Room {
             });
         }
         for (sub, old) in switched_away {
-            self.detach(sub, old);
+            self.detach_if_unused(sub, old);
         }
     }
 
     /// A subscriber lost these (output) sequence numbers; resend what the cache still holds.
     pub fn handle_nack(&mut self, sub: SubHandle, lost: impl IntoIterator<Item = u16>) {
         let Some(s) = self.subs.get(&sub) else { return };
-        let cache = s.source.and_then(|t| self.tracks.get(&t)).map(|t| &t.cache);
+        let cache = s
+            .source
+            .and_then(|(t, l)| self.tracks.get(&t)?.layers.get(usize::from(l)))
+            .map(|l| &l.cache);
         for out_seq in lost {
             self.stats.nacks += 1;
             let hit = s
@@ -569,56 +819,74 @@ impl Room {
         }
     }
 
-    /// A subscriber asks for a keyframe (PLI or FIR): forwarded to the publisher, throttled.
+    /// A subscriber asks for a keyframe (PLI or FIR): passed to the publisher at most once per
+    /// [`CoreConfig::subscriber_pli_interval`] for this subscription, and throttled per layer.
     pub fn handle_keyframe_request(&mut self, now: Instant, sub: SubHandle) {
-        let Some(s) = self.subs.get(&sub) else { return };
-        if let Some(track) = s.pending.or(s.source) {
-            self.request_keyframe(now, track);
+        let interval = self.config.subscriber_pli_interval;
+        let Some(s) = self.subs.get_mut(&sub) else {
+            return;
+        };
+        if s.last_request
+            .is_some_and(|at| now.saturating_duration_since(at) < interval)
+        {
+            self.stats.plis_throttled += 1;
+            return;
+        }
+        if let Some(src) = s.pending.or(s.source) {
+            s.last_request = Some(now);
+            self.request_keyframe(now, src);
         }
     }
 
-    fn request_keyframe(&mut self, now: Instant, track: TrackHandle) {
+    fn request_keyframe(&mut self, now: Instant, (track, layer): Src) {
         let interval = self.config.pli_interval;
-        let Some(t) = self.tracks.get_mut(&track) else {
+        let Some(l) = self
+            .tracks
+            .get_mut(&track)
+            .and_then(|t| t.layers.get_mut(usize::from(layer)))
+        else {
             return;
         };
-        match t.last_pli {
+        match l.last_pli {
             Some(at) if now.saturating_duration_since(at) < interval => {
-                t.pli_owed = true;
+                l.pli_owed = true;
                 self.stats.plis_throttled += 1;
             }
             _ => {
-                t.last_pli = Some(now);
-                t.pli_owed = false;
+                l.last_pli = Some(now);
+                l.pli_owed = false;
                 self.stats.plis_sent += 1;
-                self.outputs.push_back(Output::RequestKeyframe { track });
+                self.outputs
+                    .push_back(Output::RequestKeyframe { track, layer });
             }
         }
     }
 
-    /// Time passed: owed keyframe requests and active-speaker changes.
+    /// Time passed: owed keyframe requests, active-speaker changes, layer rates and allocation.
     pub fn handle_timeout(&mut self, now: Instant) {
         let interval = self.config.pli_interval;
         // A reused buffer: this runs on every tick of every room.
         let mut owed = std::mem::take(&mut self.owed_scratch);
         owed.clear();
-        owed.extend(
-            self.tracks
-                .iter()
-                .filter(|(_, t)| {
-                    t.pli_owed
-                        && t.last_pli
-                            .is_none_or(|at| now.saturating_duration_since(at) >= interval)
-                })
-                .map(|(h, _)| *h),
-        );
+        for (h, t) in &self.tracks {
+            for (i, l) in t.layers.iter().enumerate() {
+                if l.pli_owed
+                    && l.last_pli
+                        .is_none_or(|at| now.saturating_duration_since(at) >= interval)
+                {
+                    owed.push((*h, i as u8));
+                }
+            }
+        }
         owed.sort_unstable();
-        for &track in &owed {
-            let t = self.tracks.get_mut(&track).expect("collected above");
-            t.last_pli = Some(now);
-            t.pli_owed = false;
+        for &(track, layer) in &owed {
+            let l = &mut self.tracks.get_mut(&track).expect("collected above").layers
+                [usize::from(layer)];
+            l.last_pli = Some(now);
+            l.pli_owed = false;
             self.stats.plis_sent += 1;
-            self.outputs.push_back(Output::RequestKeyframe { track });
+            self.outputs
+                .push_back(Output::RequestKeyframe { track, layer });
         }
         self.owed_scratch = owed;
         if let Some(tick) = self.next_speaker_tick
@@ -629,6 +897,153 @@ impl Room {
             }
             self.next_speaker_tick = Some(now + self.config.speaker_interval);
         }
+        if let Some(tick) = self.next_alloc
+            && now >= tick
+        {
+            self.measure_rates(now);
+            self.allocate(now);
+            self.next_alloc = (!self.subs.is_empty()).then(|| now + self.config.alloc_interval);
+        }
+    }
+
+    /// Turns each layer's bytes since the last tick into a smoothed rate.
+    fn measure_rates(&mut self, now: Instant) {
+        let elapsed = self
+            .last_alloc
+            .map(|at| now.saturating_duration_since(at))
+            .unwrap_or(self.config.alloc_interval);
+        self.last_alloc = Some(now);
+        let micros = elapsed.as_micros().max(1) as u64;
+        for t in self.tracks.values_mut() {
+            for l in &mut t.layers {
+                let bytes = std::mem::take(&mut l.bytes);
+                // A layer that sent nothing lately is paused: keep what it had, not zero.
+                let live = l
+                    .last_packet
+                    .is_some_and(|at| now.saturating_duration_since(at) < 2 * elapsed);
+                if !live {
+                    continue;
+                }
+                // Payload bits plus about 40 bytes of headers per 1,100-byte packet.
+                let bps = bytes.saturating_mul(8).saturating_mul(1_000_000) / micros;
+                let bps = bps + bps / 25;
+                l.rate = Some(match l.rate {
+                    Some(old) => (old * 3 + bps) / 4,
+                    None => bps,
+                });
+            }
+        }
+    }
+
+    /// Chooses each subscription's layer from its subscriber's estimate, then tells publishers
+    /// which layers anyone still receives.
+    fn allocate(&mut self, now: Instant) {
+        let mut wants = std::mem::take(&mut self.wants_scratch);
+        let mut choices = std::mem::take(&mut self.choices_scratch);
+        let mut apply = std::mem::take(&mut self.apply_scratch);
+        apply.clear();
+        for r in self.subscribers.values() {
+            wants.clear();
+            let mut audio = 0u64;
+            for sub in &r.subs {
+                let Some(s) = self.subs.get(sub) else { continue };
+                let Some(t) = self.tracks.get(&s.home) else {
+                    continue;
+                };
+                if s.is_audio {
+                    audio += t.rate(0);
+                    continue;
+                }
+                let mut rates = [0; alloc::MAX_LAYERS];
+                for (i, r) in rates.iter_mut().enumerate().take(t.layers.len()) {
+                    *r = t.rate(i);
+                }
+                wants.push((
+                    *sub,
+                    alloc::Want {
+                        priority: alloc::priority(t.spec.source, t.spec.lead),
+                        rates,
+                        layers: t.layers.len() as u8,
+                        max_layer: s.view,
+                    },
+                ));
+            }
+            wants.sort_unstable_by_key(|(sub, w)| (w.priority, *sub));
+            let budget = match r.estimate {
+                Some(e) => (e.saturating_mul(self.config.budget_percent) / 100).saturating_sub(audio),
+                None => u64::MAX,
+            };
+            alloc::allocate(budget, &wants, &mut choices);
+            for ((sub, _), choice) in wants.iter().zip(&choices) {
+                apply.push((*sub, *choice));
+            }
+        }
+        for &(sub, choice) in &apply {
+            self.apply_choice(now, sub, choice);
+        }
+        self.wants_scratch = wants;
+        self.choices_scratch = choices;
+        self.apply_scratch = apply;
+        self.publish_masks();
+    }
+
+    /// Moves a subscription toward the allocator's choice: down (or to a pause) at once, up only
+    /// once the choice has stood for [`CoreConfig::up_switch_delay`].
+    fn apply_choice(&mut self, now: Instant, sub: SubHandle, choice: Option<u8>) {
+        let delay = self.config.up_switch_delay;
+        let Some(s) = self.subs.get_mut(&sub) else {
+            return;
+        };
+        if choice == s.target {
+            s.up_since = None;
+            return;
+        }
+        let up = match (s.target, choice) {
+            (None, Some(_)) => true,
+            (Some(a), Some(b)) => b > a,
+            _ => false,
+        };
+        if up {
+            let since = *s.up_since.get_or_insert(now);
+            if now.saturating_duration_since(since) < delay {
+                return;
+            }
+        }
+        s.up_since = None;
+        s.target = choice;
+        let home = s.home;
+        match choice {
+            None => self.pause(sub),
+            Some(layer) => self.aim(now, sub, (home, layer)),
+        }
+    }
+
+    /// Tells the publisher of each simulcast track which layers anyone receives or is about to.
+    fn publish_masks(&mut self) {
+        for (h, t) in &mut self.tracks {
+            if t.layers.len() < 2 {
+                continue;
+            }
+            let mut mask = 1u8;
+            for sub in &t.sinks {
+                let Some(s) = self.subs.get(sub) else { continue };
+                for (track, layer) in [s.source, s.pending].into_iter().flatten() {
+                    if track == *h {
+                        mask |= 1 << layer;
+                    }
+                }
+                if s.home == *h
+                    && let Some(layer) = s.target
+                {
+                    mask |= 1 << layer;
+                }
+            }
+            if mask != t.told_mask {
+                t.told_mask = mask;
+                self.outputs
+                    .push_back(Output::PublishLayers { track: *h, mask });
+            }
+        }
     }
 
     /// When [`Room::handle_timeout`] must be called next.
@@ -636,10 +1051,14 @@ impl Room {
         let pli = self
             .tracks
             .values()
-            .filter(|t| t.pli_owed)
-            .filter_map(|t| t.last_pli.map(|at| at + self.config.pli_interval))
+            .flat_map(|t| &t.layers)
+            .filter(|l| l.pli_owed)
+            .filter_map(|l| l.last_pli.map(|at| at + self.config.pli_interval))
             .min();
-        [pli, self.next_speaker_tick].into_iter().flatten().min()
+        [pli, self.next_speaker_tick, self.next_alloc]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next thing the shell must do.

@@ -29,6 +29,20 @@ impl Sim {
             publisher: publisher.into(),
             source,
             codec,
+            layers: 1,
+            lead: false,
+        })
+    }
+
+    /// A simulcast camera with three layers.
+    fn simulcast(&mut self, id: &str, publisher: &str, lead: bool) -> TrackHandle {
+        self.room.add_track(TrackSpec {
+            id: id.into(),
+            publisher: publisher.into(),
+            source: Source::Camera,
+            codec: Codec::Vp8,
+            layers: 3,
+            lead,
         })
     }
 
@@ -47,15 +61,19 @@ impl Sim {
     }
 
     fn rtp(&mut self, track: TrackHandle, seq: u16, ts: u32, payload: &'static [u8]) {
+        self.rtp_layer(track, 0, seq, ts, Bytes::from_static(payload));
+    }
+
+    fn rtp_layer(&mut self, track: TrackHandle, layer: u8, seq: u16, ts: u32, payload: Bytes) {
         let header = RtpHeader {
             payload_type: 120,
             marker: true,
             sequence_number: seq,
             timestamp: ts,
-            ssrc: 0xdead_0000 + track.0,
+            ssrc: 0xdead_0000 + track.0 * 4 + u32::from(layer),
         };
         self.room
-            .handle_rtp(self.now, track, header, Bytes::from_static(payload), None);
+            .handle_rtp(self.now, track, layer, header, payload, None);
     }
 
     fn drain(&mut self) -> Vec<Output> {
@@ -113,7 +131,10 @@ fn sequence_stays_continuous_when_the_forwarded_source_changes() {
     sim.room.switch_source(sim.now, sub, cam_b).unwrap();
     assert!(
         sim.drain()
-            .contains(&Output::RequestKeyframe { track: cam_b })
+            .contains(&Output::RequestKeyframe {
+                track: cam_b,
+                layer: 0
+            })
     );
     sim.advance(33);
     sim.rtp(cam_b, 40_005, 5_015_000, VP8_DELTA);
@@ -140,37 +161,33 @@ fn sequence_stays_continuous_when_the_forwarded_source_changes() {
     assert_eq!(sim.room.subscription_source(sub), Some(cam_b));
 }
 
+/// A VP8 frame of `len` bytes in one packet: a keyframe or a delta frame.
+fn vp8_frame(key: bool, len: usize) -> Bytes {
+    let mut v = if key { VP8_KEY } else { VP8_DELTA }.to_vec();
+    v.resize(len.max(v.len()), 0);
+    Bytes::from(v)
+}
+
+fn plis(outs: &[Output]) -> usize {
+    outs.iter()
+        .filter(|o| matches!(o, Output::RequestKeyframe { .. }))
+        .count()
+}
+
 #[test]
 fn keyframe_requests_are_throttled_to_one_per_second_per_track() {
     let mut sim = Sim::new();
     let cam = sim.track("t-cam", "teacher", Source::Camera, Codec::Vp8);
-    let subs: Vec<SubHandle> = (0..5)
+    let subs: Vec<SubHandle> = (0..8)
         .map(|i| sim.sub(&format!("room-{i}"), cam, 100 + i))
         .collect();
-    // Subscribing requested one keyframe; the other four were coalesced.
-    let plis = |outs: &[Output]| {
-        outs.iter()
-            .filter(|o| matches!(o, Output::RequestKeyframe { .. }))
-            .count()
-    };
+    // Subscribing requested one keyframe; the other seven were coalesced into one owed request.
     assert_eq!(plis(&sim.drain()), 1);
-    // Five lossy classrooms ask every 100 ms for 3 s: at most one PLI per second reaches the teacher.
-    let mut sent = 0;
-    for _ in 0..30 {
-        for &s in &subs {
-            sim.room.handle_keyframe_request(sim.now, s);
-        }
-        sent += plis(&sim.drain());
-        sim.advance(100);
-        sent += plis(&sim.drain());
-    }
-    assert!((3..=4).contains(&sent), "sent {sent} PLIs in 3 s");
-    assert!(sim.room.stats().plis_throttled > 100);
+    sim.advance(999);
+    assert_eq!(plis(&sim.drain()), 0);
+    sim.advance(1);
+    assert_eq!(plis(&sim.drain()), 1, "the owed request goes out when the second is up");
     // An owed request is fulfilled at the end of the window, unless a keyframe arrived first.
-    sim.advance(1000);
-    sim.drain();
-    sim.room.handle_keyframe_request(sim.now, subs[0]);
-    assert_eq!(plis(&sim.drain()), 1);
     sim.room.handle_keyframe_request(sim.now, subs[1]);
     assert_eq!(plis(&sim.drain()), 0);
     assert!(sim.room.poll_timeout().is_some());
@@ -188,15 +205,160 @@ fn keyframe_requests_are_throttled_to_one_per_second_per_track() {
         1,
         "a request in a fresh window goes out at once"
     );
-    sim.room.handle_keyframe_request(sim.now, subs[2]);
+    sim.room.handle_keyframe_request(sim.now, subs[3]);
     sim.advance(499);
     assert_eq!(plis(&sim.drain()), 0);
     sim.advance(1);
-    assert_eq!(
-        plis(&sim.drain()),
-        1,
-        "the owed request goes out when the second is up"
-    );
+    assert_eq!(plis(&sim.drain()), 1);
+    assert!(sim.room.stats().plis_throttled >= 8);
+}
+
+#[test]
+fn one_lossy_classroom_cannot_keep_the_encoder_sending_keyframes() {
+    let mut sim = Sim::new();
+    let cam = sim.track("t-cam", "teacher", Source::Camera, Codec::Vp8);
+    let lossy = sim.sub("room-lossy", cam, 1);
+    let _fine = sim.sub("room-fine", cam, 2);
+    sim.advance(1000);
+    sim.drain();
+    // The lossy classroom's decoder asks every 100 ms for a minute.
+    let mut sent = 0;
+    for _ in 0..600 {
+        sim.room.handle_keyframe_request(sim.now, lossy);
+        sent += plis(&sim.drain());
+        sim.advance(100);
+        sent += plis(&sim.drain());
+    }
+    // One per `subscriber_pli_interval` (3 s) reaches the teacher, not one per second.
+    assert!((19..=21).contains(&sent), "{sent} keyframe requests in a minute");
+}
+
+/// Feeds one frame (one packet) on each of a simulcast track's layers, a keyframe every
+/// `gop` frames, 33 ms apart, for `frames` frames; returns what was forwarded. The layers run at
+/// about 50, 150 and 450 kbit/s.
+fn run_layers(
+    sim: &mut Sim,
+    cam: TrackHandle,
+    seqs: &mut [u16; 3],
+    frame: &mut u32,
+    frames: u32,
+    gop: u32,
+) -> Vec<RtpHeader> {
+    let mut out = Vec::new();
+    for _ in 0..frames {
+        *frame += 1;
+        for layer in 0..3u8 {
+            let i = usize::from(layer);
+            let payload = vp8_frame((*frame).is_multiple_of(gop), [200, 600, 1800][i]);
+            seqs[i] = seqs[i].wrapping_add(1);
+            // Each layer has its own sequence and timestamp spaces, as a browser sends them.
+            let ts = (*frame * 3000).wrapping_add(u32::from(layer) * 1_000_000_000);
+            sim.rtp_layer(cam, layer, seqs[i], ts, payload);
+        }
+        sim.advance(33);
+        out.extend(sim.forwarded().into_iter().map(|(_, h, _)| h));
+    }
+    out
+}
+
+#[test]
+fn layer_switches_follow_the_estimate_at_keyframes_without_sequence_gaps() {
+    let mut sim = Sim::new();
+    let cam = sim.simulcast("t-cam", "teacher", true);
+    let sub = sim.sub("room-a", cam, 42);
+    let mut seqs = [100u16, 30_000, 65_500];
+    let mut frame = 0;
+    // No estimate yet: the subscription starts on the lowest layer.
+    let first = run_layers(&mut sim, cam, &mut seqs, &mut frame, 15, 10);
+    assert_eq!(sim.room.subscription_layer(sub), Some(0));
+    // A wide link: after the up-switch delay the subscription climbs, at keyframes, to the top.
+    sim.room.set_estimate(&"room-a".into(), 5_000_000);
+    let up = run_layers(&mut sim, cam, &mut seqs, &mut frame, 150, 10);
+    assert_eq!(sim.room.subscription_layer(sub), Some(2));
+    // The link narrows to 120 kbit/s: down at once (at the next keyframe), to the lowest layer.
+    sim.room.set_estimate(&"room-a".into(), 120_000);
+    let down = run_layers(&mut sim, cam, &mut seqs, &mut frame, 40, 10);
+    assert_eq!(sim.room.subscription_layer(sub), Some(0));
+    assert!(sim.room.stats().layer_switches >= 2);
+    let all: Vec<RtpHeader> = first.into_iter().chain(up).chain(down).collect();
+    assert!(all.len() > 150, "{} packets", all.len());
+    for w in all.windows(2) {
+        assert_eq!(
+            w[1].sequence_number,
+            w[0].sequence_number.wrapping_add(1),
+            "gap across a layer switch"
+        );
+        assert!(
+            w[1].timestamp.wrapping_sub(w[0].timestamp) as i32 >= 0,
+            "timestamp went backwards: {} then {}",
+            w[0].timestamp,
+            w[1].timestamp
+        );
+        assert_eq!(w[1].ssrc, 42);
+    }
+}
+
+#[test]
+fn a_starved_link_pauses_classroom_video_but_never_the_teachers_voice() {
+    let mut sim = Sim::new();
+    let t_cam = sim.simulcast("t-cam", "teacher", true);
+    let t_mic = sim.track("t-mic", "teacher", Source::Microphone, Codec::Opus);
+    let b_cam = sim.simulcast("b-cam", "room-b", false);
+    let s_cam = sim.sub("room-a", t_cam, 1);
+    let s_mic = sim.sub("room-a", t_mic, 2);
+    let s_b = sim.sub("room-a", b_cam, 3);
+    // Room for the teacher's voice and lowest layer, not for a classroom's camera too.
+    sim.room.set_estimate(&"room-a".into(), 300_000);
+    let mut got = HashMap::<SubHandle, usize>::new();
+    for i in 0..100u16 {
+        // Opus at about 40 kbit/s, each camera's lowest layer at about 150.
+        sim.rtp_layer(t_mic, 0, i, u32::from(i) * 1600, Bytes::from(vec![0xfc; 160]));
+        for cam in [t_cam, b_cam] {
+            let payload = vp8_frame(i % 10 == 0, 600);
+            sim.rtp_layer(cam, 0, i, u32::from(i) * 3000, payload);
+        }
+        sim.advance(33);
+        for (s, _, _) in sim.forwarded() {
+            *got.entry(s).or_default() += 1;
+        }
+    }
+    assert_eq!(got.get(&s_mic), Some(&100), "every word of the teacher");
+    assert!(got.get(&s_cam).copied().unwrap_or(0) > 50, "{got:?}");
+    // The classroom's camera started before the first allocation, then paused.
+    assert!(got.get(&s_b).copied().unwrap_or(0) < 20, "{got:?}");
+    assert_eq!(sim.room.subscription_layer(s_b), None);
+    assert!(sim.room.stats().pauses >= 1);
+}
+
+#[test]
+fn layers_nobody_receives_are_paused_at_the_publisher() {
+    let mut sim = Sim::new();
+    let cam = sim.simulcast("t-cam", "teacher", true);
+    let masks = |outs: Vec<Output>| -> Vec<u8> {
+        outs.into_iter()
+            .filter_map(|o| match o {
+                Output::PublishLayers { mask, .. } => Some(mask),
+                _ => None,
+            })
+            .collect()
+    };
+    let sub = sim.sub("room-a", cam, 1);
+    sim.advance(600);
+    // Only the lowest layer is received: the other two are paused.
+    assert_eq!(masks(sim.drain()), vec![0b001]);
+    sim.room.set_estimate(&"room-a".into(), 10_000_000);
+    let mut outs = Vec::new();
+    for frame in 1..100u16 {
+        let payload = vp8_frame(frame % 10 == 0, 200);
+        sim.rtp_layer(cam, 0, frame, u32::from(frame) * 3000, payload);
+        sim.advance(33);
+        outs.extend(sim.drain());
+    }
+    // The estimate allows the top layer: it is asked for again.
+    assert_eq!(masks(outs), vec![0b101]);
+    sim.room.unsubscribe(sub);
+    sim.advance(600);
+    assert_eq!(masks(sim.drain()), vec![0b001]);
 }
 
 #[test]
@@ -312,9 +474,9 @@ fn active_speaker_follows_audio_levels_with_a_hold() {
     for i in 0..200u16 {
         // The teacher speaks (level 20), room-a is silent (127) for 4 s.
         sim.room
-            .handle_rtp(sim.now, t, h(i), Bytes::from_static(b"x"), Some(20));
+            .handle_rtp(sim.now, t, 0, h(i), Bytes::from_static(b"x"), Some(20));
         sim.room
-            .handle_rtp(sim.now, a, h(i), Bytes::from_static(b"x"), Some(127));
+            .handle_rtp(sim.now, a, 0, h(i), Bytes::from_static(b"x"), Some(127));
         sim.advance(20);
         changes.extend(sim.drain().into_iter().filter_map(|o| match o {
             Output::ActiveSpeaker(p) => Some(p),

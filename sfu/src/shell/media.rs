@@ -1,7 +1,9 @@
 //! webrtc-rs setup shared by every peer connection: codecs, header extensions, the interceptor
 //! chain, the port allocator, and ICE candidates between webrtc-rs and the signalling protocol.
 //!
-//! Codecs are fixed (no transcoding): Opus, VP8 and H.264 packetization-mode 1. Payload types are
+//! Codecs are fixed (no transcoding): Opus (with in-band FEC), Opus in RED (RFC 2198 audio
+//! redundancy, when the browser prefers it: each packet also carries the previous frame, so a
+//! lossy link loses far fewer words), VP8 and H.264 packetization-mode 1. Payload types are
 //! Duet's own on the subscribe leg (where the SFU offers), so a forwarded packet's payload type is
 //! rewritten from the publisher's to these.
 //!
@@ -9,6 +11,14 @@
 //! reports, but not the NACK *responder*: NACKs and keyframe requests from subscribers are handed
 //! to the application by [`FeedbackTap`] and answered by the forwarding core, from its own cache
 //! and with its own throttle.
+//!
+//! Transport-wide congestion control runs both ways. On a publish connection the SFU only
+//! *reports* arrivals (TWCC feedback), so the browser's own estimator paces its encoders. On a
+//! subscribe connection the SFU numbers what it sends, and webrtc-rs's congestion-control
+//! interceptor hands the subscriber's feedback to Duet's estimator ([`crate::core::bwe`], behind
+//! [`SubscriberBwe`]); [`FeedbackTap`] stores each new target in an [`Estimate`] the room reads to
+//! choose simulcast layers. No pacer: forwarded media is already paced by its publishers, and a
+//! second queue would only add delay.
 
 use crate::config::SfuConfig;
 use crate::core::Codec;
@@ -27,8 +37,22 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::sansio::Protocol;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
+
+/// The bandwidth estimated toward one subscriber, bits per second (0 until the first feedback),
+/// written by its subscribe connection's interceptor chain and read by the room.
+pub type Estimate = Arc<AtomicU64>;
+
+/// Where the GCC estimate starts: enough for the teacher's camera at its middle layer and a
+/// classroom thumbnail, so a class begins watchable and climbs from there.
+const INITIAL_ESTIMATE_BPS: f64 = 1_000_000.0;
+const MIN_ESTIMATE_BPS: f64 = 100_000.0;
+const MAX_ESTIMATE_BPS: f64 = 50_000_000.0;
+
+/// RFC 2198 redundant audio (here: Opus in RED), as browsers name it.
+pub const MIME_TYPE_RED: &str = "audio/red";
 
 /// RFC 6464 client-to-mixer audio level.
 pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
@@ -49,6 +73,13 @@ const CODECS: &[CodecEntry] = &[
         clock_rate: 48_000,
         channels: 2,
         fmtp: "minptime=10;useinbandfec=1",
+    },
+    CodecEntry {
+        payload_type: 63,
+        mime: MIME_TYPE_RED,
+        clock_rate: 48_000,
+        channels: 2,
+        fmtp: "111/111",
     },
     CodecEntry {
         payload_type: 96,
@@ -116,22 +147,85 @@ pub fn media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
         None,
     )?;
     configure_simulcast_extension_headers(&mut m)?;
+    for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+        m.register_feedback(
+            RTCPFeedback {
+                typ: "transport-cc".into(),
+                parameter: String::new(),
+            },
+            kind,
+        );
+        m.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: TRANSPORT_CC_URI.into(),
+            },
+            kind,
+            None,
+        )?;
+    }
     Ok(m)
 }
 
-/// The interceptor chain: NACK generator, RTCP reports, and the feedback tap.
-pub fn interceptors() -> Registry {
+/// The transport-wide sequence number header extension.
+pub const TRANSPORT_CC_URI: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
+/// The interceptor chain: NACK generator, RTCP reports, transport-wide congestion control and
+/// the feedback tap. With `estimate` (a subscribe connection) the chain numbers outgoing packets
+/// and estimates the subscriber's bandwidth from its feedback; without (a publish connection) it
+/// reports arrivals so the publisher can estimate its own.
+pub fn interceptors(estimate: Option<Estimate>) -> Registry {
     let registry = Registry::new().with(
         Slot::NackGenerator,
         rtc::interceptor::NackGeneratorBuilder::new().build(),
     );
-    configure_rtcp_reports(registry).with(Slot::Custom(20_000), FeedbackTap::default())
+    let registry = configure_rtcp_reports(registry);
+    let registry = match &estimate {
+        Some(_) => registry
+            .with(
+                Slot::CongestionControl,
+                rtc::interceptor::CongestionControlBuilder::new(SubscriberBwe(
+                    crate::core::bwe::Bwe::new(
+                        INITIAL_ESTIMATE_BPS,
+                        MIN_ESTIMATE_BPS,
+                        MAX_ESTIMATE_BPS,
+                    ),
+                ))
+                .build(),
+            )
+            .with(
+                Slot::TwccSender,
+                rtc::interceptor::TwccSenderBuilder::new().build(),
+            ),
+        None => registry.with(
+            Slot::TwccReceiver,
+            rtc::interceptor::TwccReceiverBuilder::new().build(),
+        ),
+    };
+    registry.with(
+        Slot::Custom(20_000),
+        FeedbackTap {
+            estimate,
+            ..FeedbackTap::default()
+        },
+    )
 }
+
+/// Duet's payload type for Opus in RED on the subscribe leg.
+pub const RED_PAYLOAD_TYPE: u8 = 63;
 
 /// The subscribe-leg codec for a publisher's codec: Duet's payload type and parameters.
 /// H.264 matches on profile-level-id when it can, else takes the first H.264 entry.
+///
+/// RED is the exception: webrtc-rs counts it a repair codec that cannot be a track's own, so a
+/// RED track goes out on an Opus track (whose m-line also offers RED) and its packets carry
+/// [`RED_PAYLOAD_TYPE`], which the subscriber's browser decodes as RED.
 pub fn subscriber_codec(remote: &RTCRtpCodec) -> Option<(Codec, RTCRtpCodecParameters)> {
     let codec = Codec::from_mime(&remote.mime_type)?;
+    if codec == Codec::Red {
+        let opus = CODECS.iter().find(|e| e.mime == MIME_TYPE_OPUS)?;
+        return Some((codec, params(opus)));
+    }
     let same_mime: Vec<&CodecEntry> = CODECS
         .iter()
         .filter(|e| e.mime.eq_ignore_ascii_case(&remote.mime_type))
@@ -149,12 +243,35 @@ pub fn subscriber_codec(remote: &RTCRtpCodec) -> Option<(Codec, RTCRtpCodecParam
     Some((codec, params(entry)))
 }
 
+/// Duet's estimator ([`crate::core::bwe::Bwe`]) where webrtc-rs's congestion-control interceptor
+/// expects one.
+pub struct SubscriberBwe(pub crate::core::bwe::Bwe);
+
+impl rtc::interceptor::BandwidthEstimator for SubscriberBwe {
+    fn on_reports(&mut self, now: Instant, reports: &[rtc::interceptor::PacketReport]) {
+        self.0.on_feedback(
+            now,
+            reports.iter().map(|r| crate::core::bwe::Sample {
+                departure: r.departure,
+                arrival: r.arrival.filter(|_| r.arrived),
+                size: r.size,
+            }),
+        );
+    }
+
+    fn target_bitrate(&self) -> f64 {
+        self.0.estimate()
+    }
+}
+
 /// Hands subscribers' keyframe requests (PLI, FIR) and NACKs to the application, where the
-/// forwarding core answers them; all other inbound RTCP stops at the end of the chain.
+/// forwarding core answers them, and records the congestion controller's new targets; all other
+/// inbound RTCP stops at the end of the chain.
 #[derive(Default)]
 pub struct FeedbackTap {
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
+    estimate: Option<Estimate>,
 }
 
 fn is_feedback(p: &dyn rtc::rtcp::Packet) -> bool {
@@ -172,6 +289,13 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Some(estimate) = &self.estimate {
+            for a in &msg.message.attributes {
+                if let Attribute::TargetBitrateChanged { bits_per_second } = a {
+                    estimate.store(bits_per_second.max(1.0) as u64, Ordering::Relaxed);
+                }
+            }
+        }
         if let Packet::Rtcp(packets) = &msg.message.packet {
             let keep: Vec<Box<dyn rtc::rtcp::Packet>> = packets
                 .iter()

@@ -7,9 +7,11 @@
 
 use crate::core::{self, Output, RtpHeader, SubHandle, TrackHandle};
 use bytes::Bytes;
-use duet_sfu_proto::signal::ParticipantInfo;
-use duet_sfu_proto::signal::{QualityInfo, ServerMessage, TrackInfo};
-use duet_sfu_proto::{Grants, ParticipantId, Role, RoomId};
+use crate::shell::media::Estimate;
+use duet_sfu_proto::signal::{
+    ParticipantInfo, QualityInfo, ReceivedLayer, SIMULCAST_RIDS, ServerMessage, TrackInfo,
+};
+use duet_sfu_proto::{Grants, ParticipantId, Role, RoomId, TrackId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -47,6 +49,10 @@ pub struct Member {
     pub cmd: mpsc::UnboundedSender<SessionCmd>,
     /// Distinguishes a replaced session from its successor with the same identity.
     pub epoch: u64,
+    /// The bandwidth estimated toward it, from its subscribe connection.
+    pub estimate: Estimate,
+    /// The estimate last handed to the core.
+    pub estimate_seen: u64,
 }
 
 /// A published track's remote end.
@@ -55,10 +61,12 @@ pub struct Source {
     pub info: TrackInfo,
     /// The webrtc-rs remote track, for keyframe requests.
     pub remote: Arc<dyn TrackRemote>,
-    /// The publisher's SSRC.
-    pub media_ssrc: u32,
+    /// The publisher's SSRC of each layer, as its packets arrive (one entry without simulcast).
+    pub layer_ssrcs: Vec<Option<u32>>,
     /// The publisher's codec.
     pub codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec,
+    /// The browser's `MediaStreamTrack.id`, to tell the publisher which layers to encode.
+    pub browser_id: String,
 }
 
 /// A subscription's output.
@@ -67,6 +75,12 @@ pub struct Sink {
     pub track: Arc<TrackLocalStaticRTP>,
     /// The subscriber's writer queue.
     pub queue: mpsc::Sender<SinkPacket>,
+    /// Who receives.
+    pub subscriber: ParticipantId,
+    /// Which track (its id in the room).
+    pub track_id: TrackId,
+    /// Whether it is video (a layer is reported for it).
+    pub video: bool,
 }
 
 /// Everything behind the room's lock.
@@ -114,6 +128,16 @@ pub enum Deferred {
     Speaker(Option<ParticipantId>),
 }
 
+/// The rids of the layers set in `mask`, for [`ServerMessage::PublishLayers`].
+fn rids(mask: u8) -> Vec<String> {
+    SIMULCAST_RIDS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, r)| (*r).to_owned())
+        .collect()
+}
+
 impl LiveRoom {
     /// A new, empty room.
     pub fn new(id: RoomId, config: core::CoreConfig, counters: Arc<ShellCounters>) -> Self {
@@ -159,9 +183,22 @@ impl LiveRoom {
                         self.counters.queue_drops.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Output::RequestKeyframe { track } => {
-                    if let Some(src) = inner.sources.get(&track) {
-                        deferred.push(Deferred::Pli(src.remote.clone(), src.media_ssrc));
+                Output::RequestKeyframe { track, layer } => {
+                    if let Some(src) = inner.sources.get(&track)
+                        && let Some(Some(ssrc)) = src.layer_ssrcs.get(usize::from(layer))
+                    {
+                        deferred.push(Deferred::Pli(src.remote.clone(), *ssrc));
+                    }
+                }
+                Output::PublishLayers { track, mask } => {
+                    if let Some(src) = inner.sources.get(&track)
+                        && let Some(m) = inner.members.get(&src.info.participant)
+                    {
+                        tracing::debug!(parent: &self.span, track = %src.info.track_id, mask, "layers wanted");
+                        let _ = m.cmd.send(SessionCmd::Send(ServerMessage::PublishLayers {
+                            track_id: src.browser_id.clone(),
+                            active: rids(mask),
+                        }));
                     }
                 }
                 Output::ActiveSpeaker(p) => deferred.push(Deferred::Speaker(p)),
@@ -189,10 +226,23 @@ impl LiveRoom {
         }
     }
 
-    /// A packet from a publisher.
+    /// Hands each member's new bandwidth estimate to the core.
+    pub fn update_estimates(inner: &mut RoomInner) {
+        let RoomInner { core, members, .. } = inner;
+        for (id, m) in members.iter_mut() {
+            let e = m.estimate.load(Ordering::Relaxed);
+            if e != 0 && e != m.estimate_seen {
+                m.estimate_seen = e;
+                core.set_estimate(id, e);
+            }
+        }
+    }
+
+    /// A packet from a publisher, on one of the track's layers.
     pub async fn on_rtp(
         &self,
         track: TrackHandle,
+        layer: u8,
         packet: rtc::rtp::Packet,
         audio_level_ext: Option<u8>,
     ) {
@@ -211,7 +261,7 @@ impl LiveRoom {
             let mut inner = self.lock();
             inner
                 .core
-                .handle_rtp(Instant::now(), track, header, packet.payload, level);
+                .handle_rtp(Instant::now(), track, layer, header, packet.payload, level);
             self.drain(&mut inner, &mut deferred);
         }
         if !deferred.is_empty() {
@@ -241,11 +291,39 @@ impl LiveRoom {
         v
     }
 
+    /// Every participant's link as last reported, with the SFU's estimate toward it and the
+    /// layer it receives of each video track, sorted by participant.
+    pub fn quality_table(inner: &RoomInner) -> Vec<QualityInfo> {
+        let mut participants: Vec<QualityInfo> = inner
+            .quality
+            .values()
+            .map(|q| {
+                let mut q = q.clone();
+                q.estimate_kbps = inner
+                    .core
+                    .estimate(&q.participant)
+                    .map(|bps| u32::try_from(bps / 1000).unwrap_or(u32::MAX));
+                q.layers = inner
+                    .sinks
+                    .iter()
+                    .filter(|(_, s)| s.video && s.subscriber == q.participant)
+                    .map(|(sub, s)| ReceivedLayer {
+                        track_id: s.track_id.clone(),
+                        layer: inner.core.subscription_layer(*sub),
+                    })
+                    .collect();
+                q.layers.sort_by(|a, b| a.track_id.cmp(&b.track_id));
+                q
+            })
+            .collect();
+        participants.sort_by(|a, b| a.participant.cmp(&b.participant));
+        participants
+    }
+
     /// Sends the quality table to the lead and observers.
     pub fn send_quality(&self) {
         let inner = self.lock();
-        let mut participants: Vec<QualityInfo> = inner.quality.values().cloned().collect();
-        participants.sort_by(|a, b| a.participant.cmp(&b.participant));
+        let participants = Self::quality_table(&inner);
         let msg = ServerMessage::Quality { participants };
         for m in inner.members.values() {
             if matches!(m.info.role, Role::Lead | Role::Observer) {
@@ -276,6 +354,8 @@ impl LiveRoom {
         c.nack_misses += s.nack_misses;
         c.plis_sent += s.plis_sent;
         c.plis_throttled += s.plis_throttled;
+        c.layer_switches += s.layer_switches;
+        c.pauses += s.pauses;
     }
 }
 

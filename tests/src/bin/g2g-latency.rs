@@ -69,18 +69,18 @@
 //! binary is installed), and this Chromium is built without WebRTC's fake-network field trials
 //! (`WebRTC-FakeNetworkReceiveConfig` is not in the binary). So with `--delay-ms N` (or `--relay`,
 //! N = 0) each page is sent through a TURN relay run by this process on `10.200.0.2` (the
-//! classroom's on port 3478, the teacher's on 3479), and the classroom's relay holds every
-//! datagram N ms in each direction: the injected script forces the page to relayed candidates
+//! classroom's on port 3478, the teacher's on 3479; [`duet_tests::shaper`]), and the classroom's
+//! relay holds every datagram N ms in each direction: the injected script forces the page to
+//! relayed candidates
 //! (`iceTransportPolicy: 'relay'`), so all of its media and RTCP, on both of its peer connections,
 //! take the delayed path (RTT + 2N). The teacher's relay adds no delay; it is there so that the
 //! relays see the teacher's packets go into the SFU and the SFU's packets come out toward the
 //! classroom: RTP headers are in the clear under SRTP, and the last packet of each video frame
 //! (marker bit) is matched by its timestamp (the SFU shifts timestamps by a fixed offset), which
 //! gives the SFU's own time per frame, measured outside it. `--relay` alone is the control for the
-//! relays' own cost. The relay is a minimal TURN server (RFC 8656 over UDP: Allocate with
-//! long-term credentials, Refresh, CreatePermission, ChannelBind, Send and Data indications,
-//! ChannelData); it does not check request integrity or permissions, which a test relay on a
-//! private network needs not.
+//! relays' own cost. The markers are noted as they pass the relays' SFU side: the teacher's when
+//! its relay sends them to the SFU, the classroom's when its relay receives them from the SFU
+//! (before the classroom's delay).
 //!
 //! # Usage
 //! ```sh
@@ -97,6 +97,7 @@ use anyhow::{Context, Result, ensure};
 use clap::Parser;
 use duet::DuetConfig;
 use duet_sfu_proto::Role;
+use duet_tests::shaper::{self, LinkShape, Relay};
 use duet_tests::{Browser, LaunchOptions, Page, TestNet, enter_private_network};
 use serde_json::{Value, json};
 
@@ -148,8 +149,9 @@ struct Args {
     samples_json: Option<PathBuf>,
 }
 
-/// Injected into both pages before their scripts run. `__CONFIG__` becomes
-/// `{role, width, height, fps, turn, noLipSync}`.
+/// Injected into both pages before their scripts run, after the relay's
+/// [`shaper::force_relay_script`] on a relayed run. `__CONFIG__` becomes
+/// `{role, width, height, fps, noLipSync}`.
 const PAGE_SCRIPT: &str = r#"
 (function () {
   'use strict';
@@ -189,14 +191,13 @@ const PAGE_SCRIPT: &str = r#"
     }).join('');
   }
 
-  // Every peer connection the page makes, for getStats; a relayed page goes through TURN only.
+  // Every peer connection the page makes, for getStats. On a relayed run this wraps the relay's
+  // wrapper, which forces the TURN relay into the configuration.
   var Native = window.RTCPeerConnection;
   if (Native) {
     var Wrapped = class extends Native {
       constructor(conf) {
-        var c = Object.assign({}, conf || {});
-        if (cfg.turn) { c.iceServers = [cfg.turn]; c.iceTransportPolicy = 'relay'; }
-        super(c);
+        super(conf);
         g2g.pcs.push(this);
       }
       setRemoteDescription(desc) {
@@ -539,7 +540,7 @@ fn load_average() -> String {
 /// SFU. The SFU rewrites timestamps by a fixed offset per source epoch: the offset is the most
 /// common difference between an outgoing timestamp and the incoming ones of the 500 ms before it.
 /// Returns the spread and how many outgoing markers found no partner.
-fn sfu_share(ins: &[turn::Marker], outs: &[turn::Marker]) -> Option<(Spread, usize)> {
+fn sfu_share(ins: &[shaper::Marker], outs: &[shaper::Marker]) -> Option<(Spread, usize)> {
     let window = Duration::from_millis(500);
     let mut offsets: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
     for o in outs {
@@ -572,8 +573,8 @@ fn sfu_share(ins: &[turn::Marker], outs: &[turn::Marker]) -> Option<(Spread, usi
 
 /// The TURN relays of a relayed run: the classroom's (with the added delay) and the teacher's (none).
 struct Relays {
-    classroom: turn::Relay,
-    teacher: turn::Relay,
+    classroom: Relay,
+    teacher: Relay,
 }
 
 async fn stats(page: &Page, who: &str) -> Result<Value> {
@@ -616,10 +617,10 @@ async fn run(args: &Args, net: TestNet) -> Result<()> {
 
     let relays = if args.delay_ms > 0 || args.relay {
         let at = |port| std::net::SocketAddr::new(net.peer_ip, port);
+        let delay = LinkShape::delay(Duration::from_millis(args.delay_ms));
         Some(Relays {
-            classroom: turn::Relay::start(at(TURN_PORT), Duration::from_millis(args.delay_ms))
-                .await?,
-            teacher: turn::Relay::start(at(TURN_PORT + 1), Duration::ZERO).await?,
+            classroom: Relay::start(at(TURN_PORT), delay, delay).await?,
+            teacher: Relay::start(at(TURN_PORT + 1), LinkShape::none(), LinkShape::none()).await?,
         })
     } else {
         None
@@ -658,23 +659,18 @@ async fn measure(
     (width, height): (u32, u32),
     relays: Option<&Relays>,
 ) -> Result<()> {
-    let script = |role: &str, turn: Value| {
+    let script = |role: &str, relay: Option<&Relay>| {
         let config = json!({
-            "role": role, "width": width, "height": height, "fps": args.fps, "turn": turn,
+            "role": role, "width": width, "height": height, "fps": args.fps,
             "noLipSync": args.no_lip_sync,
         });
-        PAGE_SCRIPT.replace("__CONFIG__", &config.to_string())
+        let page = PAGE_SCRIPT.replace("__CONFIG__", &config.to_string());
+        match relay {
+            Some(relay) => relay.force_relay_script() + &page,
+            None => page,
+        }
     };
-    let turn = |r: &turn::Relay| {
-        json!({
-            "urls": format!("turn:{}?transport=udp", r.addr),
-            "username": turn::USERNAME,
-            "credential": turn::PASSWORD,
-        })
-    };
-    let (teacher_turn, turn) = relays.map_or((Value::Null, Value::Null), |r| {
-        (turn(&r.teacher), turn(&r.classroom))
-    });
+    let (teacher_relay, room_relay) = (relays.map(|r| &r.teacher), relays.map(|r| &r.classroom));
     let (teacher, room) = if args.sign_in {
         let password = |u: &str| {
             running
@@ -685,12 +681,11 @@ async fn measure(
                 .with_context(|| format!("no demo login {u}"))
         };
         let admin = format!("{base}/admin");
-        let teacher =
-            page_with_script(browser, &script("sender", teacher_turn.clone()), &admin).await?;
+        let teacher = page_with_script(browser, &script("sender", teacher_relay), &admin).await?;
         teacher
             .sign_in_and_join("teacher", &password("teacher")?)
             .await?;
-        let room = page_with_script(browser, &script("receiver", turn), &admin).await?;
+        let room = page_with_script(browser, &script("receiver", room_relay), &admin).await?;
         room.sign_in_and_join("room-a", &password("room-a")?)
             .await?;
         (teacher, room)
@@ -710,13 +705,13 @@ async fn measure(
         };
         let teacher = page_with_script(
             browser,
-            &script("sender", teacher_turn.clone()),
+            &script("sender", teacher_relay),
             &url("teacher", "王老师", Role::Lead),
         )
         .await?;
         let room = page_with_script(
             browser,
-            &script("receiver", turn),
+            &script("receiver", room_relay),
             &url("room-a", "李家村小学", Role::Receiving),
         )
         .await?;
@@ -822,7 +817,7 @@ async fn measure(
     let version = browser.cdp("Browser.getVersion", json!({})).await?;
     let (t, r) = (&tx1["rtp"], &rx1["rtp"]);
     let (t0, r0) = (&tx0["rtp"], &rx0["rtp"]);
-    let link = match relays.map(|r| r.classroom.delay) {
+    let link = match relays.map(|r| r.classroom.shape().0.delay) {
         None => "unshaped (loopback in the namespace)".to_owned(),
         Some(d) if d.is_zero() => "both pages through TURN relays, no added delay".to_owned(),
         Some(d) => format!(
@@ -1018,8 +1013,11 @@ async fn measure(
         );
     }
     if let Some(r) = relays {
-        let (up, down) = r.classroom.counts();
-        println!("- classroom's relay: {up} datagrams classroom → SFU, {down} SFU → classroom");
+        let stats = r.classroom.stats();
+        println!(
+            "- classroom's relay: {} datagrams classroom → SFU, {} SFU → classroom",
+            stats.up.passed, stats.down.passed
+        );
         let (teacher_up, _) = r.teacher.markers();
         let (_, classroom_down) = r.classroom.markers();
         match sfu_share(&teacher_up, &classroom_down) {
@@ -1049,585 +1047,6 @@ async fn measure(
         num(counts, "unreadable") + num(counts, "checksum") + num(counts, "implausible"),
     );
     Ok(())
-}
-
-/// A minimal TURN server over UDP that holds every datagram for a fixed delay, each way.
-mod turn {
-    use std::collections::HashMap;
-    use std::net::SocketAddr;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::{Arc, Mutex};
-    use std::time::Duration;
-
-    use anyhow::{Context, Result, anyhow};
-    use rtc::crypto::{HashAlgorithm, HmacAlgorithm, RTCCryptoProvider};
-    use tokio::net::UdpSocket;
-    use tokio::sync::mpsc;
-    use tokio::task::JoinHandle;
-    use tokio::time::Instant;
-
-    pub const USERNAME: &str = "g2g";
-    pub const PASSWORD: &str = "g2g-relay";
-    const REALM: &str = "duet-g2g";
-    const NONCE: &str = "g2g-nonce-0001";
-    const COOKIE: u32 = 0x2112_A442;
-
-    const BINDING: u16 = 0x001;
-    const ALLOCATE: u16 = 0x003;
-    const REFRESH: u16 = 0x004;
-    const SEND: u16 = 0x006;
-    const DATA: u16 = 0x007;
-    const CREATE_PERMISSION: u16 = 0x008;
-    const CHANNEL_BIND: u16 = 0x009;
-    const REQUEST: u16 = 0;
-    const INDICATION: u16 = 1;
-    const SUCCESS: u16 = 2;
-    const ERROR: u16 = 3;
-
-    const ATTR_USERNAME: u16 = 0x0006;
-    const ATTR_MESSAGE_INTEGRITY: u16 = 0x0008;
-    const ATTR_ERROR_CODE: u16 = 0x0009;
-    const ATTR_CHANNEL_NUMBER: u16 = 0x000C;
-    const ATTR_LIFETIME: u16 = 0x000D;
-    const ATTR_XOR_PEER_ADDRESS: u16 = 0x0012;
-    const ATTR_DATA: u16 = 0x0013;
-    const ATTR_REALM: u16 = 0x0014;
-    const ATTR_NONCE: u16 = 0x0015;
-    const ATTR_XOR_RELAYED_ADDRESS: u16 = 0x0016;
-    const ATTR_XOR_MAPPED_ADDRESS: u16 = 0x0020;
-
-    /// The running relay; dropping it stops every task.
-    pub struct Relay {
-        /// Where clients reach it.
-        pub addr: SocketAddr,
-        /// Added to each direction.
-        pub delay: Duration,
-        counters: Arc<Counters>,
-        tasks: Vec<JoinHandle<()>>,
-        allocations: Arc<Mutex<HashMap<SocketAddr, Allocation>>>,
-    }
-
-    #[derive(Default)]
-    struct Counters {
-        up: AtomicU64,
-        down: AtomicU64,
-        /// While set, the RTP packets with the marker bit (the last packet of a video frame) are
-        /// noted with their arrival time, each way.
-        recording: AtomicBool,
-        up_markers: Mutex<Vec<Marker>>,
-        down_markers: Mutex<Vec<Marker>>,
-    }
-
-    /// An RTP packet with the marker bit, as the relay received it.
-    #[derive(Debug, Clone, Copy)]
-    pub struct Marker {
-        pub at: std::time::Instant,
-        pub timestamp: u32,
-    }
-
-    impl Counters {
-        fn note(&self, up: bool, datagram: &[u8]) {
-            if !self.recording.load(Ordering::Relaxed) {
-                return;
-            }
-            let Some(timestamp) = rtp_marker(datagram) else {
-                return;
-            };
-            let list = if up {
-                &self.up_markers
-            } else {
-                &self.down_markers
-            };
-            let mut list = list.lock().expect("not poisoned");
-            if list.len() < 1_000_000 {
-                list.push(Marker {
-                    at: std::time::Instant::now(),
-                    timestamp,
-                });
-            }
-        }
-    }
-
-    /// The timestamp of an RTP (not RTCP) packet with the marker bit; the header is in the clear
-    /// under SRTP.
-    fn rtp_marker(b: &[u8]) -> Option<u32> {
-        if b.len() < 12 || b[0] >> 6 != 2 || b[1] & 0x80 == 0 || (64..96).contains(&(b[1] & 0x7F)) {
-            return None;
-        }
-        Some(u32::from_be_bytes(b[4..8].try_into().ok()?))
-    }
-
-    /// One client's relayed address.
-    struct Allocation {
-        relay: Arc<UdpSocket>,
-        /// Channel number ↔ peer, shared with the relay socket's reader.
-        channels: Arc<Mutex<Channels>>,
-        reader: JoinHandle<()>,
-    }
-
-    #[derive(Default)]
-    struct Channels {
-        to_peer: HashMap<u16, SocketAddr>,
-        to_number: HashMap<SocketAddr, u16>,
-    }
-
-    impl Drop for Allocation {
-        fn drop(&mut self) {
-            self.reader.abort();
-        }
-    }
-
-    impl Drop for Relay {
-        fn drop(&mut self) {
-            for task in &self.tasks {
-                task.abort();
-            }
-            if let Ok(mut allocations) = self.allocations.lock() {
-                allocations.clear();
-            }
-        }
-    }
-
-    impl Relay {
-        pub async fn start(addr: SocketAddr, delay: Duration) -> Result<Relay> {
-            let server = Arc::new(
-                UdpSocket::bind(addr)
-                    .await
-                    .with_context(|| format!("binding the TURN relay to {addr}"))?,
-            );
-            let crypto =
-                rtc::crypto::default_provider().map_err(|e| anyhow!("no crypto provider: {e}"))?;
-            let credentials = format!("{USERNAME}:{REALM}:{PASSWORD}");
-            let key = crypto
-                .crypto()
-                .hash(HashAlgorithm::Md5, credentials.as_bytes())
-                .map_err(|e| anyhow!("MD5: {e}"))?;
-            let (down, down_task) = DelayLine::start(delay);
-            let (up, up_task) = DelayLine::start(delay);
-            let counters = Arc::new(Counters::default());
-            let allocations = Arc::new(Mutex::new(HashMap::new()));
-            let serve_task = tokio::spawn(serve(Server {
-                socket: server,
-                key,
-                crypto,
-                down,
-                up,
-                counters: Arc::clone(&counters),
-                allocations: Arc::clone(&allocations),
-            }));
-            Ok(Relay {
-                addr,
-                delay,
-                counters,
-                tasks: vec![serve_task, down_task, up_task],
-                allocations,
-            })
-        }
-
-        /// Starts (or stops) noting RTP marker packets, each way.
-        pub fn record_markers(&self, on: bool) {
-            self.counters.recording.store(on, Ordering::Relaxed);
-        }
-
-        /// The marker packets noted: client → peers, peers → client.
-        pub fn markers(&self) -> (Vec<Marker>, Vec<Marker>) {
-            (
-                self.counters
-                    .up_markers
-                    .lock()
-                    .expect("not poisoned")
-                    .clone(),
-                self.counters
-                    .down_markers
-                    .lock()
-                    .expect("not poisoned")
-                    .clone(),
-            )
-        }
-
-        /// Datagrams relayed (client → peers, peers → client), TURN messages included.
-        pub fn counts(&self) -> (u64, u64) {
-            (
-                self.counters.up.load(Ordering::Relaxed),
-                self.counters.down.load(Ordering::Relaxed),
-            )
-        }
-    }
-
-    /// A FIFO that sends each datagram `delay` after it was queued; with a fixed delay, FIFO order
-    /// is deadline order. Tokio's timer rounds up to the millisecond.
-    #[derive(Clone)]
-    struct DelayLine {
-        delay: Duration,
-        queue: mpsc::UnboundedSender<(Instant, Arc<UdpSocket>, SocketAddr, Vec<u8>)>,
-    }
-
-    impl DelayLine {
-        fn start(delay: Duration) -> (DelayLine, JoinHandle<()>) {
-            let (queue, mut rx) =
-                mpsc::unbounded_channel::<(Instant, Arc<UdpSocket>, SocketAddr, Vec<u8>)>();
-            let task = tokio::spawn(async move {
-                while let Some((due, socket, to, bytes)) = rx.recv().await {
-                    if !delay.is_zero() {
-                        tokio::time::sleep_until(due).await;
-                    }
-                    let _ = socket.send_to(&bytes, to).await;
-                }
-            });
-            (DelayLine { delay, queue }, task)
-        }
-
-        fn send(&self, socket: &Arc<UdpSocket>, to: SocketAddr, bytes: Vec<u8>) {
-            let due = Instant::now() + self.delay;
-            let _ = self.queue.send((due, Arc::clone(socket), to, bytes));
-        }
-    }
-
-    struct Server {
-        socket: Arc<UdpSocket>,
-        key: Vec<u8>,
-        crypto: Arc<dyn RTCCryptoProvider>,
-        /// Toward the client (the classroom).
-        down: DelayLine,
-        /// Toward the peers (the SFU).
-        up: DelayLine,
-        counters: Arc<Counters>,
-        allocations: Arc<Mutex<HashMap<SocketAddr, Allocation>>>,
-    }
-
-    async fn serve(server: Server) {
-        let mut buf = vec![0u8; 65_536];
-        loop {
-            let Ok((n, client)) = server.socket.recv_from(&mut buf).await else {
-                continue;
-            };
-            server.counters.up.fetch_add(1, Ordering::Relaxed);
-            let datagram = &buf[..n];
-            if n >= 4 && datagram[0] & 0xC0 == 0x40 {
-                // ChannelData: channel number, length, data.
-                let channel = u16::from_be_bytes([datagram[0], datagram[1]]);
-                let len = usize::from(u16::from_be_bytes([datagram[2], datagram[3]]));
-                let Some(data) = datagram.get(4..4 + len) else {
-                    continue;
-                };
-                let target = {
-                    let allocations = server.allocations.lock().expect("not poisoned");
-                    allocations.get(&client).and_then(|a| {
-                        let peer = a
-                            .channels
-                            .lock()
-                            .expect("not poisoned")
-                            .to_peer
-                            .get(&channel)
-                            .copied();
-                        peer.map(|p| (Arc::clone(&a.relay), p))
-                    })
-                };
-                if let Some((relay, peer)) = target {
-                    server.counters.note(true, data);
-                    server.up.send(&relay, peer, data.to_vec());
-                }
-                continue;
-            }
-            let Some(msg) = Message::parse(datagram) else {
-                continue;
-            };
-            if let Some(reply) = handle(&server, client, &msg).await {
-                server.down.send(&server.socket, client, reply);
-            }
-        }
-    }
-
-    async fn handle(server: &Server, client: SocketAddr, msg: &Message<'_>) -> Option<Vec<u8>> {
-        let (method, class) = (msg.method(), msg.class());
-        if class == INDICATION && method == SEND {
-            let peer = msg.xor_address(ATTR_XOR_PEER_ADDRESS)?;
-            let data = msg.attr(ATTR_DATA)?;
-            let relay = {
-                let allocations = server.allocations.lock().expect("not poisoned");
-                Arc::clone(&allocations.get(&client)?.relay)
-            };
-            server.counters.note(true, data);
-            server.up.send(&relay, peer, data.to_vec());
-            return None;
-        }
-        if class != REQUEST {
-            return None;
-        }
-        if method == BINDING {
-            let mut b = Builder::new(BINDING, SUCCESS, msg.txid);
-            b.xor_address(ATTR_XOR_MAPPED_ADDRESS, client);
-            return Some(b.finish());
-        }
-        if msg.attr(ATTR_MESSAGE_INTEGRITY).is_none() || msg.attr(ATTR_USERNAME).is_none() {
-            let mut b = Builder::new(method, ERROR, msg.txid);
-            let mut code = vec![0, 0, 4, 1];
-            code.extend_from_slice(b"Unauthorized");
-            b.attr(ATTR_ERROR_CODE, &code);
-            b.attr(ATTR_REALM, REALM.as_bytes());
-            b.attr(ATTR_NONCE, NONCE.as_bytes());
-            return Some(b.finish());
-        }
-        let mut b = Builder::new(method, SUCCESS, msg.txid);
-        match method {
-            ALLOCATE => {
-                let relayed = allocate(server, client).await?;
-                b.xor_address(ATTR_XOR_RELAYED_ADDRESS, relayed);
-                b.xor_address(ATTR_XOR_MAPPED_ADDRESS, client);
-                b.attr(ATTR_LIFETIME, &600u32.to_be_bytes());
-            }
-            REFRESH => {
-                let lifetime = msg
-                    .attr(ATTR_LIFETIME)
-                    .and_then(|v| Some(u32::from_be_bytes(v.get(..4)?.try_into().ok()?)))
-                    .unwrap_or(600);
-                if lifetime == 0 {
-                    server
-                        .allocations
-                        .lock()
-                        .expect("not poisoned")
-                        .remove(&client);
-                }
-                b.attr(ATTR_LIFETIME, &lifetime.min(3600).to_be_bytes());
-            }
-            CREATE_PERMISSION => {}
-            CHANNEL_BIND => {
-                let number =
-                    u16::from_be_bytes(msg.attr(ATTR_CHANNEL_NUMBER)?.get(..2)?.try_into().ok()?);
-                let peer = msg.xor_address(ATTR_XOR_PEER_ADDRESS)?;
-                let allocations = server.allocations.lock().expect("not poisoned");
-                let mut channels = allocations
-                    .get(&client)?
-                    .channels
-                    .lock()
-                    .expect("not poisoned");
-                channels.to_peer.insert(number, peer);
-                channels.to_number.insert(peer, number);
-            }
-            _ => return None,
-        }
-        b.integrity(&server.key, server.crypto.as_ref());
-        Some(b.finish())
-    }
-
-    /// The client's relayed address: a new UDP socket on the relay's address, or the one it has.
-    async fn allocate(server: &Server, client: SocketAddr) -> Option<SocketAddr> {
-        if let Some(a) = server
-            .allocations
-            .lock()
-            .expect("not poisoned")
-            .get(&client)
-        {
-            return a.relay.local_addr().ok();
-        }
-        let bind = SocketAddr::new(server.socket.local_addr().ok()?.ip(), 0);
-        let relay = Arc::new(UdpSocket::bind(bind).await.ok()?);
-        let relayed = relay.local_addr().ok()?;
-        let channels = Arc::new(Mutex::new(Channels::default()));
-        let reader = tokio::spawn(relay_to_client(
-            Arc::clone(&relay),
-            Arc::clone(&channels),
-            Arc::clone(&server.socket),
-            client,
-            server.down.clone(),
-            Arc::clone(&server.counters),
-        ));
-        server.allocations.lock().expect("not poisoned").insert(
-            client,
-            Allocation {
-                relay,
-                channels,
-                reader,
-            },
-        );
-        Some(relayed)
-    }
-
-    /// Datagrams from peers to the relayed address go to the client as ChannelData when the peer
-    /// has a channel, else as a Data indication.
-    async fn relay_to_client(
-        relay: Arc<UdpSocket>,
-        channels: Arc<Mutex<Channels>>,
-        server: Arc<UdpSocket>,
-        client: SocketAddr,
-        down: DelayLine,
-        counters: Arc<Counters>,
-    ) {
-        let mut buf = vec![0u8; 65_536];
-        loop {
-            let Ok((n, peer)) = relay.recv_from(&mut buf).await else {
-                continue;
-            };
-            counters.down.fetch_add(1, Ordering::Relaxed);
-            let data = &buf[..n];
-            counters.note(false, data);
-            let number = channels
-                .lock()
-                .expect("not poisoned")
-                .to_number
-                .get(&peer)
-                .copied();
-            let out = match number {
-                Some(number) => {
-                    let mut out = Vec::with_capacity(4 + n);
-                    out.extend_from_slice(&number.to_be_bytes());
-                    out.extend_from_slice(&(n as u16).to_be_bytes());
-                    out.extend_from_slice(data);
-                    out
-                }
-                None => {
-                    let mut b = Builder::new(DATA, INDICATION, rand::random());
-                    b.xor_address(ATTR_XOR_PEER_ADDRESS, peer);
-                    b.attr(ATTR_DATA, data);
-                    b.finish()
-                }
-            };
-            down.send(&server, client, out);
-        }
-    }
-
-    /// A parsed STUN message (header and attributes), borrowing the datagram.
-    struct Message<'a> {
-        typ: u16,
-        txid: [u8; 12],
-        attrs: Vec<(u16, &'a [u8])>,
-    }
-
-    impl<'a> Message<'a> {
-        fn parse(b: &'a [u8]) -> Option<Message<'a>> {
-            if b.len() < 20 || b[0] & 0xC0 != 0 {
-                return None;
-            }
-            let typ = u16::from_be_bytes([b[0], b[1]]);
-            let len = usize::from(u16::from_be_bytes([b[2], b[3]]));
-            if u32::from_be_bytes(b[4..8].try_into().ok()?) != COOKIE || b.len() < 20 + len {
-                return None;
-            }
-            let txid = b[8..20].try_into().ok()?;
-            let mut attrs = Vec::new();
-            let mut rest = &b[20..20 + len];
-            while rest.len() >= 4 {
-                let t = u16::from_be_bytes([rest[0], rest[1]]);
-                let l = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
-                let value = rest.get(4..4 + l)?;
-                attrs.push((t, value));
-                rest = rest.get((4 + l).next_multiple_of(4)..).unwrap_or(&[]);
-            }
-            Some(Message { typ, txid, attrs })
-        }
-
-        fn method(&self) -> u16 {
-            (self.typ & 0x000F) | ((self.typ & 0x00E0) >> 1) | ((self.typ & 0x3E00) >> 2)
-        }
-
-        fn class(&self) -> u16 {
-            ((self.typ >> 7) & 0x2) | ((self.typ >> 4) & 0x1)
-        }
-
-        fn attr(&self, t: u16) -> Option<&'a [u8]> {
-            self.attrs.iter().find(|(at, _)| *at == t).map(|(_, v)| *v)
-        }
-
-        fn xor_address(&self, t: u16) -> Option<SocketAddr> {
-            let v = self.attr(t)?;
-            let port = u16::from_be_bytes(v.get(2..4)?.try_into().ok()?) ^ (COOKIE >> 16) as u16;
-            let ip: std::net::IpAddr = match v.get(1)? {
-                0x01 => {
-                    let raw = u32::from_be_bytes(v.get(4..8)?.try_into().ok()?) ^ COOKIE;
-                    std::net::Ipv4Addr::from(raw).into()
-                }
-                0x02 => {
-                    let mut raw: [u8; 16] = v.get(4..20)?.try_into().ok()?;
-                    let mask = xor_mask(&self.txid);
-                    raw.iter_mut().zip(mask).for_each(|(b, m)| *b ^= m);
-                    std::net::Ipv6Addr::from(raw).into()
-                }
-                _ => return None,
-            };
-            Some(SocketAddr::new(ip, port))
-        }
-    }
-
-    /// The cookie and transaction id, which IPv6 XOR addresses are masked with.
-    fn xor_mask(txid: &[u8; 12]) -> [u8; 16] {
-        let mut mask = [0u8; 16];
-        mask[..4].copy_from_slice(&COOKIE.to_be_bytes());
-        mask[4..].copy_from_slice(txid);
-        mask
-    }
-
-    /// Builds a STUN message attribute by attribute.
-    struct Builder {
-        buf: Vec<u8>,
-        txid: [u8; 12],
-    }
-
-    impl Builder {
-        fn new(method: u16, class: u16, txid: [u8; 12]) -> Builder {
-            let typ = (method & 0x000F)
-                | ((method & 0x0070) << 1)
-                | ((method & 0x0F80) << 2)
-                | ((class & 1) << 4)
-                | ((class & 2) << 7);
-            let mut buf = Vec::with_capacity(128);
-            buf.extend_from_slice(&typ.to_be_bytes());
-            buf.extend_from_slice(&0u16.to_be_bytes());
-            buf.extend_from_slice(&COOKIE.to_be_bytes());
-            buf.extend_from_slice(&txid);
-            Builder { buf, txid }
-        }
-
-        fn set_length(&mut self, len: usize) {
-            let len = u16::try_from(len).expect("a STUN message under 64 KiB");
-            self.buf[2..4].copy_from_slice(&len.to_be_bytes());
-        }
-
-        fn attr(&mut self, t: u16, value: &[u8]) {
-            self.buf.extend_from_slice(&t.to_be_bytes());
-            let len = u16::try_from(value.len()).expect("an attribute under 64 KiB");
-            self.buf.extend_from_slice(&len.to_be_bytes());
-            self.buf.extend_from_slice(value);
-            self.buf.resize(self.buf.len().next_multiple_of(4), 0);
-            self.set_length(self.buf.len() - 20);
-        }
-
-        fn xor_address(&mut self, t: u16, addr: SocketAddr) {
-            let mut v = vec![0u8];
-            let port = addr.port() ^ (COOKIE >> 16) as u16;
-            match addr.ip() {
-                std::net::IpAddr::V4(ip) => {
-                    v.push(0x01);
-                    v.extend_from_slice(&port.to_be_bytes());
-                    v.extend_from_slice(&(u32::from(ip) ^ COOKIE).to_be_bytes());
-                }
-                std::net::IpAddr::V6(ip) => {
-                    v.push(0x02);
-                    v.extend_from_slice(&port.to_be_bytes());
-                    let mask = xor_mask(&self.txid);
-                    v.extend(ip.octets().iter().zip(mask).map(|(b, m)| b ^ m));
-                }
-            }
-            self.attr(t, &v);
-        }
-
-        /// MESSAGE-INTEGRITY: HMAC-SHA1 with the long-term key over the message so far, its
-        /// length field already counting the attribute.
-        fn integrity(&mut self, key: &[u8], crypto: &dyn RTCCryptoProvider) {
-            self.set_length(self.buf.len() - 20 + 24);
-            let mut mac = [0u8; 20];
-            let signed = crypto
-                .crypto()
-                .new_hmac(HmacAlgorithm::Sha1, key)
-                .and_then(|mut h| h.sign(&[&self.buf], &mut mac));
-            if signed.is_ok() {
-                self.attr(ATTR_MESSAGE_INTEGRITY, &mac);
-            }
-        }
-
-        fn finish(self) -> Vec<u8> {
-            self.buf
-        }
-    }
 }
 
 fn main() {

@@ -143,6 +143,7 @@ async fn build_pc(
 fn rtp_codec(clip: &Clip) -> anyhow::Result<(u8, RTCRtpCodec)> {
     let (mime, fmtp, rate, channels) = match clip.spec.codec {
         duet_sfu::core::Codec::Opus => ("audio/opus", "", 48_000, 2),
+        duet_sfu::core::Codec::Red => anyhow::bail!("the load tool sends plain Opus, not RED"),
         duet_sfu::core::Codec::Vp8 => ("video/VP8", "", 90_000, 0),
         duet_sfu::core::Codec::H264 => (
             "video/H264",

@@ -68,7 +68,8 @@ impl ClipSpec {
 
     fn file_name(&self) -> String {
         let codec = match self.codec {
-            Codec::Opus => "opus",
+            // No clip is RED (`ClipSpec::opus` makes Opus); its primary encoding is Opus.
+            Codec::Opus | Codec::Red => "opus",
             Codec::Vp8 => "vp8",
             Codec::H264 => "h264",
         };
@@ -100,7 +101,7 @@ impl ClipSpec {
                 self.kbps * 1000,
                 self.gop
             )),
-            Codec::Opus => format!(
+            Codec::Opus | Codec::Red => format!(
                 "audiotestsrc wave=ticks num-buffers={frames} samplesperbuffer=960 ! \
                  audio/x-raw,rate=48000,channels=2 ! opusenc bitrate={} bitrate-type=cbr frame-size=20 ! \
                  rtpopuspay pt=111 ! fakesink name=sink sync=false",
