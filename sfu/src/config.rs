@@ -24,9 +24,9 @@ pub struct SfuConfig {
     /// How long a subscriber's send queue may grow, in packets, before packets are dropped for
     /// that subscriber alone (NACK then recovers what it can).
     pub subscriber_queue_packets: usize,
-    /// Video packets kept per published track to answer NACKs.
+    /// Video packets kept per published track (per simulcast layer) to answer NACKs.
     pub retransmit_cache_packets: usize,
-    /// Milliseconds between two keyframe requests to one publisher track.
+    /// Milliseconds between two keyframe requests to one layer of a publisher track.
     pub pli_interval_ms: u64,
 }
 

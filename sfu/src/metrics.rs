@@ -133,7 +133,7 @@ pub fn render(sfu: &Sfu) -> String {
     metric(
         "duet_sfu_video_pauses_total",
         "counter",
-        "Times a subscriber's video was paused because its link could not carry it.",
+        "Times a subscriber's video was paused (its link could not carry it, or it was not shown).",
         total.pauses,
     );
     metric(
@@ -188,7 +188,12 @@ fn render_links(out: &mut String, links: &[(RoomId, QualityInfo)]) {
     );
     for (room, q) in links {
         if let Some(kbps) = q.estimate_kbps {
-            let _ = writeln!(out, "{name}{{{}}} {}", labels(room, q), u64::from(kbps) * 1000);
+            let _ = writeln!(
+                out,
+                "{name}{{{}}} {}",
+                labels(room, q),
+                u64::from(kbps) * 1000
+            );
         }
     }
     let name = "duet_sfu_link_video_layer";

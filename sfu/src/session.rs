@@ -350,7 +350,8 @@ impl Session {
                     .find(|s| s.info.track_id == track_id)
                     .map(|s| s.sub)
                 else {
-                    return self.error(ErrorCode::NotFound, format!("you receive no track {track_id}"));
+                    // A hint about a track unsubscribed meanwhile: nothing to do.
+                    return tracing::debug!(parent: &self.span, track = %track_id, "view of a track not received");
                 };
                 let _ = self.room.lock().core.set_view(sub, height);
             }
@@ -683,20 +684,26 @@ impl Session {
         tracing::info!(parent: &track_span, mime = %codec.mime_type, layers, "published");
         let reader = tokio::spawn(
             async move {
-                // SSRC → layer, learnt as each layer's first packet arrives.
+                // SSRC → layer, learnt as each layer's first packet arrives, and SSRCs whose
+                // packets could not say (dropped without asking again, up to a bound).
                 let mut ssrc_layers: Vec<(u32, u8)> = Vec::new();
+                let mut unknown: Vec<u32> = Vec::new();
                 while let Some(ev) = remote.poll().await {
                     match ev {
                         TrackRemoteEvent::OnRtpPacket(p) => {
                             let ssrc = p.header.ssrc;
                             let layer = match ssrc_layers.iter().find(|(s, _)| *s == ssrc) {
                                 Some((_, l)) => *l,
+                                None if unknown.contains(&ssrc) => continue,
                                 None => {
                                     let Some(l) = learn_layer(
                                         &room, handle, &*remote, &rid_order, rid_ext, &p,
                                     )
                                     .await
                                     else {
+                                        if unknown.len() < 16 {
+                                            unknown.push(ssrc);
+                                        }
                                         continue;
                                     };
                                     ssrc_layers.push((ssrc, l));
@@ -1008,6 +1015,7 @@ impl Session {
                 .is_some_and(|m| m.epoch != self.epoch);
             if !still_member {
                 inner.members.remove(&self.claims.sub);
+                inner.core.forget_subscriber(&self.claims.sub);
                 inner.quality.remove(&self.claims.sub);
                 let before = inner.hands.len();
                 inner.hands.retain(|h| *h != self.claims.sub);

@@ -287,7 +287,7 @@ async fn peer(
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(media::media_engine()?)
-        .with_interceptor_registry(media::interceptors())
+        .with_interceptor_registry(media::interceptors(None))
         .with_setting_engine(settings)
         .with_handler(Arc::new(Events(tx)))
         .with_udp_addrs(vec![format!("{bind}:0")])

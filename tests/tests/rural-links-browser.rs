@@ -89,7 +89,9 @@ fn link_metrics(base: &str) -> Result<String> {
         .into_string()?;
     Ok(text
         .lines()
-        .filter(|l| l.starts_with("duet_sfu_link_estimate") || l.starts_with("duet_sfu_link_video_layer"))
+        .filter(|l| {
+            l.starts_with("duet_sfu_link_estimate") || l.starts_with("duet_sfu_link_video_layer")
+        })
         .collect::<Vec<_>>()
         .join("\n"))
 }
@@ -98,7 +100,9 @@ fn link_metrics(base: &str) -> Result<String> {
 /// `/metrics` (`None`: paused, or not reported yet).
 fn sfu_layer(base: &str, participant: &str) -> Result<Option<i64>> {
     let text = link_metrics(base)?;
-    let prefix = format!("duet_sfu_link_video_layer{{room=\"rural\",participant=\"{participant}\",track=\"teacher-camera-");
+    let prefix = format!(
+        "duet_sfu_link_video_layer{{room=\"rural\",participant=\"{participant}\",track=\"teacher-camera-"
+    );
     Ok(text
         .lines()
         .find(|l| l.starts_with(&prefix))
@@ -138,7 +142,14 @@ fn camera_clip() -> Result<PathBuf> {
     }
     let tmp = path.with_extension("part");
     let status = std::process::Command::new("gst-launch-1.0")
-        .args(["-q", "videotestsrc", "pattern=zone-plate", "kx2=20", "ky2=20", "kt=1"])
+        .args([
+            "-q",
+            "videotestsrc",
+            "pattern=zone-plate",
+            "kx2=20",
+            "ky2=20",
+            "kt=1",
+        ])
         .arg("num-buffers=60")
         .arg("!")
         .arg("video/x-raw,format=I420,width=1280,height=720,framerate=30/1")
@@ -170,7 +181,10 @@ async fn class(host: &str, relay_ip: std::net::IpAddr) -> Result<()> {
     let teacher_browser = Browser::launch(
         LaunchOptions::default()
             .secure_origin(origin.clone())
-            .arg(format!("--use-file-for-fake-video-capture={}", clip.display()))
+            .arg(format!(
+                "--use-file-for-fake-video-capture={}",
+                clip.display()
+            ))
             .arg("--window-size=1366,768"),
     )
     .await?;
@@ -334,8 +348,14 @@ async fn class(host: &str, relay_ip: std::net::IpAddr) -> Result<()> {
     }
     .await;
     if result.is_err() {
-        eprintln!("--- teacher chromium log tail ---\n{}", teacher_browser.log_tail(30));
-        eprintln!("--- classroom chromium log tail ---\n{}", class_browser.log_tail(30));
+        eprintln!(
+            "--- teacher chromium log tail ---\n{}",
+            teacher_browser.log_tail(30)
+        );
+        eprintln!(
+            "--- classroom chromium log tail ---\n{}",
+            class_browser.log_tail(30)
+        );
     }
     drop(teacher_browser);
     drop(class_browser);

@@ -139,7 +139,8 @@ pub struct ReceivedLayer {
     /// The track.
     pub track_id: TrackId,
     /// The layer forwarded (an index into [`SIMULCAST_RIDS`]; 0 for a track without simulcast),
-    /// or `None` while the video is paused because the subscriber's link cannot carry it.
+    /// or `None` while the video is paused (the subscriber's link cannot carry it, or it is not
+    /// shown) or waits for a keyframe.
     pub layer: Option<u8>,
 }
 

@@ -2,7 +2,7 @@
 //! classroom gets, given the bandwidth estimated toward it.
 //!
 //! Priorities under pressure, highest first: audio (always forwarded, its rate reserved before
-//! anything else), the lead's screen share (courseware), the lead teacher's camera, then the
+//! anything else), a screen share (the courseware), the lead teacher's camera, then the
 //! classroom cameras. Two passes over the video subscriptions in that order:
 //! 1. each gets its lowest layer if that still fits, else it is **paused** (no video rather than
 //!    a frozen, lossy one);
@@ -59,10 +59,7 @@ pub fn allocate<K>(budget: u64, wants: &[(K, Want)], out: &mut Vec<Option<u8>>) 
             .min(w.layers.saturating_sub(1))
             .min(MAX_LAYERS as u8 - 1);
         while layer < top {
-            let (now, next) = (
-                w.rates[usize::from(layer)],
-                w.rates[usize::from(layer) + 1],
-            );
+            let (now, next) = (w.rates[usize::from(layer)], w.rates[usize::from(layer) + 1]);
             let extra = next.saturating_sub(now);
             if extra > left {
                 break;

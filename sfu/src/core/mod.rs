@@ -79,9 +79,9 @@ pub struct SubHandle(pub u32);
 /// Tunables of the core, with defaults suited to a classroom.
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
-    /// Minimum time between two keyframe requests to one publisher track.
+    /// Minimum time between two keyframe requests to one layer of a publisher track.
     pub pli_interval: Duration,
-    /// Video packets kept per track for retransmission.
+    /// Video packets kept per track (per simulcast layer) for retransmission.
     pub video_cache_packets: usize,
     /// How often active speaker is re-evaluated.
     pub speaker_interval: Duration,
@@ -135,6 +135,8 @@ pub const NOMINAL_LAYER_RATES: [u64; alloc::MAX_LAYERS] = [150_000, 500_000, 1_5
 const NOMINAL_SINGLE_RATE: u64 = 800_000;
 /// Assumed for an audio track before it was measured (Opus with FEC, headers included).
 const NOMINAL_AUDIO_RATE: u64 = 48_000;
+/// A layer that sent nothing for this long is not being encoded.
+const STALE_LAYER: Duration = Duration::from_secs(3);
 
 /// A new subscription: `subscriber` receives `track` as `ssrc` with `payload_type`.
 #[derive(Clone, Debug)]
@@ -228,7 +230,7 @@ pub struct RoomStats {
     pub plis_throttled: u64,
     /// Simulcast layer switches made (at keyframes).
     pub layer_switches: u64,
-    /// Times a subscription's video was paused because its link could not carry it.
+    /// Times a subscription's video was paused: its link could not carry it, or it is not shown.
     pub pauses: u64,
 }
 
@@ -286,6 +288,8 @@ struct Subscription {
     source: Option<Src>,
     /// The layer to switch to at its next keyframe.
     pending: Option<Src>,
+    /// Since when `pending` has waited for its keyframe.
+    pending_since: Option<Instant>,
     /// The layer the allocator chose (`None`: paused for bandwidth or not shown).
     target: Option<u8>,
     /// The highest layer worth sending for the tile's size (`None`: not shown).
@@ -479,13 +483,18 @@ impl Room {
     /// Drops a subscription from the maps (its tracks' sink lists are the caller's business).
     fn remove_sub(&mut self, sub: SubHandle) -> Option<Subscription> {
         let s = self.subs.remove(&sub)?;
+        // The entry (and its estimate) stays until the participant leaves the room.
         if let Some(r) = self.subscribers.get_mut(&s.subscriber) {
             r.subs.retain(|x| *x != sub);
-            if r.subs.is_empty() {
-                self.subscribers.remove(&s.subscriber);
-            }
         }
         Some(s)
+    }
+
+    /// Forgets a participant as a subscriber (its estimate too): it left the room.
+    pub fn forget_subscriber(&mut self, p: &ParticipantId) {
+        if self.subscribers.get(p).is_some_and(|r| r.subs.is_empty()) {
+            self.subscribers.remove(p);
+        }
     }
 
     /// Removes everything a participant published or received. Returns the removed tracks and
@@ -512,6 +521,7 @@ impl Room {
             subs.push(s);
         }
         self.speaker.remove(p);
+        self.forget_subscriber(p);
         (tracks, subs)
     }
 
@@ -547,7 +557,8 @@ impl Room {
             .or_default()
             .subs
             .push(h);
-        self.next_alloc.get_or_insert(now + self.config.alloc_interval);
+        self.next_alloc
+            .get_or_insert(now + self.config.alloc_interval);
         self.subs.insert(
             h,
             Subscription {
@@ -555,6 +566,7 @@ impl Room {
                 home: spec.track,
                 source: None,
                 pending: Some((spec.track, 0)),
+                pending_since: Some(now),
                 target: Some(0),
                 view: Some(alloc::MAX_LAYERS as u8 - 1),
                 up_since: None,
@@ -592,8 +604,17 @@ impl Room {
 
     /// The bandwidth estimated toward a participant changed (bits per second).
     pub fn set_estimate(&mut self, subscriber: &ParticipantId, bits_per_second: u64) {
-        if let Some(s) = self.subscribers.get_mut(subscriber) {
-            s.estimate = Some(bits_per_second);
+        match self.subscribers.get_mut(subscriber) {
+            Some(s) => s.estimate = Some(bits_per_second),
+            None => {
+                self.subscribers.insert(
+                    subscriber.clone(),
+                    Subscriber {
+                        subs: Vec::new(),
+                        estimate: Some(bits_per_second),
+                    },
+                );
+            }
         }
     }
 
@@ -629,7 +650,9 @@ impl Room {
             .unwrap_or(0)
             .min(t.layers.len().saturating_sub(1) as u8);
         let (old_home, paused) = (s.home, s.target.is_none());
-        self.subs.get_mut(&sub).expect("checked above").home = track;
+        let s = self.subs.get_mut(&sub).expect("checked above");
+        s.home = track;
+        s.target = s.target.map(|_| layer);
         let t = self.tracks.get_mut(&track).expect("checked above");
         if !t.sinks.contains(&sub) {
             t.sinks.push(sub);
@@ -654,6 +677,9 @@ impl Room {
         if s.source == Some(to) {
             s.pending = None;
         } else {
+            if s.pending != Some(to) {
+                s.pending_since = Some(now);
+            }
             s.pending = Some(to);
         }
         let wait = s.pending.is_some();
@@ -946,7 +972,9 @@ impl Room {
             wants.clear();
             let mut audio = 0u64;
             for sub in &r.subs {
-                let Some(s) = self.subs.get(sub) else { continue };
+                let Some(s) = self.subs.get(sub) else {
+                    continue;
+                };
                 let Some(t) = self.tracks.get(&s.home) else {
                     continue;
                 };
@@ -970,7 +998,9 @@ impl Room {
             }
             wants.sort_unstable_by_key(|(sub, w)| (w.priority, *sub));
             let budget = match r.estimate {
-                Some(e) => (e.saturating_mul(self.config.budget_percent) / 100).saturating_sub(audio),
+                Some(e) => {
+                    (e.saturating_mul(self.config.budget_percent) / 100).saturating_sub(audio)
+                }
                 None => u64::MAX,
             };
             alloc::allocate(budget, &wants, &mut choices);
@@ -980,6 +1010,7 @@ impl Room {
         }
         for &(sub, choice) in &apply {
             self.apply_choice(now, sub, choice);
+            self.chase_pending(now, sub);
         }
         self.wants_scratch = wants;
         self.choices_scratch = choices;
@@ -1018,6 +1049,42 @@ impl Room {
         }
     }
 
+    /// A switch still waiting for its keyframe asks again (the first request or the keyframe may
+    /// have been lost; the per-layer throttle bounds this), and one waiting on a layer the
+    /// publisher has stopped sending falls back to the best layer still arriving.
+    fn chase_pending(&mut self, now: Instant, sub: SubHandle) {
+        let Some(s) = self.subs.get(&sub) else { return };
+        let (Some((track, layer)), Some(since)) = (s.pending, s.pending_since) else {
+            return;
+        };
+        if s.is_audio || now.saturating_duration_since(since) < self.config.pli_interval {
+            return;
+        }
+        let Some(t) = self.tracks.get(&track) else {
+            return;
+        };
+        let live = |l: &Layer| {
+            l.last_packet
+                .is_some_and(|at| now.saturating_duration_since(at) < STALE_LAYER)
+        };
+        let dead = t.layers.get(usize::from(layer)).is_none_or(|l| !live(l));
+        let stale = now.saturating_duration_since(since) >= STALE_LAYER;
+        if dead && stale {
+            let fallback = t.layers[..usize::from(layer)]
+                .iter()
+                .rposition(live)
+                .map(|i| i as u8);
+            if let Some(l) = fallback
+                && s.source != Some((track, l))
+            {
+                self.subs.get_mut(&sub).expect("checked above").target = Some(l);
+                self.aim(now, sub, (track, l));
+                return;
+            }
+        }
+        self.request_keyframe(now, (track, layer));
+    }
+
     /// Tells the publisher of each simulcast track which layers anyone receives or is about to.
     fn publish_masks(&mut self) {
         for (h, t) in &mut self.tracks {
@@ -1026,7 +1093,9 @@ impl Room {
             }
             let mut mask = 1u8;
             for sub in &t.sinks {
-                let Some(s) = self.subs.get(sub) else { continue };
+                let Some(s) = self.subs.get(sub) else {
+                    continue;
+                };
                 for (track, layer) in [s.source, s.pending].into_iter().flatten() {
                     if track == *h {
                         mask |= 1 << layer;

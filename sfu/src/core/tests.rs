@@ -129,13 +129,10 @@ fn sequence_stays_continuous_when_the_forwarded_source_changes() {
     }
     // Spotlight moves to B: the switch waits for B's keyframe, A keeps flowing meanwhile.
     sim.room.switch_source(sim.now, sub, cam_b).unwrap();
-    assert!(
-        sim.drain()
-            .contains(&Output::RequestKeyframe {
-                track: cam_b,
-                layer: 0
-            })
-    );
+    assert!(sim.drain().contains(&Output::RequestKeyframe {
+        track: cam_b,
+        layer: 0
+    }));
     sim.advance(33);
     sim.rtp(cam_b, 40_005, 5_015_000, VP8_DELTA);
     sim.rtp(cam_a, 1007, 111_000, VP8_DELTA);
@@ -186,7 +183,11 @@ fn keyframe_requests_are_throttled_to_one_per_second_per_track() {
     sim.advance(999);
     assert_eq!(plis(&sim.drain()), 0);
     sim.advance(1);
-    assert_eq!(plis(&sim.drain()), 1, "the owed request goes out when the second is up");
+    assert_eq!(
+        plis(&sim.drain()),
+        1,
+        "the owed request goes out when the second is up"
+    );
     // An owed request is fulfilled at the end of the window, unless a keyframe arrived first.
     sim.room.handle_keyframe_request(sim.now, subs[1]);
     assert_eq!(plis(&sim.drain()), 0);
@@ -219,18 +220,24 @@ fn one_lossy_classroom_cannot_keep_the_encoder_sending_keyframes() {
     let cam = sim.track("t-cam", "teacher", Source::Camera, Codec::Vp8);
     let lossy = sim.sub("room-lossy", cam, 1);
     let _fine = sim.sub("room-fine", cam, 2);
+    sim.rtp(cam, 0, 0, VP8_KEY);
     sim.advance(1000);
     sim.drain();
-    // The lossy classroom's decoder asks every 100 ms for a minute.
+    // The lossy classroom's decoder asks every 100 ms for a minute, while the teacher's camera
+    // sends delta frames.
     let mut sent = 0;
-    for _ in 0..600 {
+    for i in 1..=600u16 {
+        sim.rtp(cam, i, u32::from(i) * 9000, VP8_DELTA);
         sim.room.handle_keyframe_request(sim.now, lossy);
         sent += plis(&sim.drain());
         sim.advance(100);
         sent += plis(&sim.drain());
     }
     // One per `subscriber_pli_interval` (3 s) reaches the teacher, not one per second.
-    assert!((19..=21).contains(&sent), "{sent} keyframe requests in a minute");
+    assert!(
+        (19..=21).contains(&sent),
+        "{sent} keyframe requests in a minute"
+    );
 }
 
 /// Feeds one frame (one packet) on each of a simulcast track's layers, a keyframe every
@@ -312,7 +319,13 @@ fn a_starved_link_pauses_classroom_video_but_never_the_teachers_voice() {
     let mut got = HashMap::<SubHandle, usize>::new();
     for i in 0..100u16 {
         // Opus at about 40 kbit/s, each camera's lowest layer at about 150.
-        sim.rtp_layer(t_mic, 0, i, u32::from(i) * 1600, Bytes::from(vec![0xfc; 160]));
+        sim.rtp_layer(
+            t_mic,
+            0,
+            i,
+            u32::from(i) * 1600,
+            Bytes::from(vec![0xfc; 160]),
+        );
         for cam in [t_cam, b_cam] {
             let payload = vp8_frame(i % 10 == 0, 600);
             sim.rtp_layer(cam, 0, i, u32::from(i) * 3000, payload);
@@ -578,4 +591,31 @@ fn seeded_random_operations_keep_the_invariants() {
             }
         }
     }
+}
+
+#[test]
+fn a_switch_whose_layer_never_comes_asks_again_then_falls_back() {
+    let mut sim = Sim::new();
+    let cam = sim.simulcast("t-cam", "teacher", true);
+    let sub = sim.sub("room-a", cam, 7);
+    sim.room.set_estimate(&"room-a".into(), 10_000_000);
+    let mut requests = Vec::new();
+    // The publisher sends layers 0 and 1 only (its top layer is off: CPU, or its own uplink).
+    for i in 1..300u16 {
+        for layer in 0..2u8 {
+            let payload = vp8_frame(i % 30 == 0, [200, 600][usize::from(layer)]);
+            sim.rtp_layer(cam, layer, i, u32::from(i) * 3000, payload);
+        }
+        sim.advance(33);
+        requests.extend(sim.drain().into_iter().filter_map(|o| match o {
+            Output::RequestKeyframe { layer, .. } => Some(layer),
+            _ => None,
+        }));
+    }
+    // It aimed for the top layer, asked for it more than once, then settled on layer 1.
+    assert!(
+        requests.iter().filter(|l| **l == 2).count() >= 2,
+        "{requests:?}"
+    );
+    assert_eq!(sim.room.subscription_layer(sub), Some(1));
 }

@@ -31,6 +31,7 @@ use rtc::peer_connection::configuration::media_engine::{
 };
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
@@ -249,6 +250,7 @@ pub struct SubscriberBwe(pub crate::core::bwe::Bwe);
 
 impl rtc::interceptor::BandwidthEstimator for SubscriberBwe {
     fn on_reports(&mut self, now: Instant, reports: &[rtc::interceptor::PacketReport]) {
+        let before = self.0.last_window().0;
         self.0.on_feedback(
             now,
             reports.iter().map(|r| crate::core::bwe::Sample {
@@ -257,6 +259,17 @@ impl rtc::interceptor::BandwidthEstimator for SubscriberBwe {
                 size: r.size,
             }),
         );
+        let (windows, w) = self.0.last_window();
+        if windows != before {
+            tracing::trace!(
+                estimate = self.0.estimate() as u64,
+                verdict = ?self.0.verdict(),
+                loss = w.loss,
+                queue_ms = ?w.queue_ms,
+                delivered = ?w.delivered.map(|d| d as u64),
+                "bandwidth window"
+            );
+        }
     }
 
     fn target_bitrate(&self) -> f64 {
@@ -294,6 +307,14 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
                 if let Attribute::TargetBitrateChanged { bits_per_second } = a {
                     estimate.store(bits_per_second.max(1.0) as u64, Ordering::Relaxed);
                 }
+            }
+            // The estimator only reports changes: once feedback flows, the starting estimate
+            // holds until it does (a peer that never sends feedback keeps "no estimate").
+            if estimate.load(Ordering::Relaxed) == 0
+                && let Packet::Rtcp(packets) = &msg.message.packet
+                && packets.iter().any(|p| p.as_any().is::<TransportLayerCc>())
+            {
+                estimate.store(INITIAL_ESTIMATE_BPS as u64, Ordering::Relaxed);
             }
         }
         if let Packet::Rtcp(packets) = &msg.message.packet {

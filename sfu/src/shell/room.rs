@@ -6,8 +6,8 @@
 //! (keyframe requests to publishers, events to sessions) are collected and done after unlocking.
 
 use crate::core::{self, Output, RtpHeader, SubHandle, TrackHandle};
-use bytes::Bytes;
 use crate::shell::media::Estimate;
+use bytes::Bytes;
 use duet_sfu_proto::signal::{
     ParticipantInfo, QualityInfo, ReceivedLayer, SIMULCAST_RIDS, ServerMessage, TrackInfo,
 };
