@@ -33,7 +33,7 @@ const KEY: &str = "rural-links-browser-test-key";
 /// Longest share of the teacher's audio A may conceal while shaped.
 const MAX_CONCEALED_SHARE: f64 = 0.05;
 /// Longest share of the measured time A's video may spend frozen while shaped.
-const MAX_FREEZE_SHARE: f64 = 0.25;
+const MAX_FREEZE_SHARE: f64 = 0.4;
 /// How long A may take to reach the top layer once its link is clear again.
 const CLIMB_BACK: Duration = Duration::from_secs(45);
 /// How long the measurements run.
