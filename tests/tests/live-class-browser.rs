@@ -13,64 +13,19 @@
 //! It prints the join time (page load to first decoded teacher frame) per classroom.
 //! `harness = false`: `main` must enter the network namespace before any thread exists.
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use duet::DuetConfig;
 use duet_sfu_proto::Role;
-use duet_tests::{Browser, LaunchOptions, Page, enter_private_network};
-use serde_json::Value;
-use std::time::{Duration, Instant};
+use duet_tests::class::{class_config, inbound, num, summary, wait_until};
+use duet_tests::{Browser, LaunchOptions};
+use std::time::Duration;
 
 const KEY: &str = "live-class-browser-test-key";
-
-async fn summary(page: &Page) -> Result<Value> {
-    page.evaluate("window.duet.summary()").await
-}
-
-/// Inbound entries of a summary from `participant` with `source`.
-fn inbound<'a>(s: &'a Value, participant: &str, source: &str) -> Option<&'a Value> {
-    s["inbound"]
-        .as_array()?
-        .iter()
-        .find(|i| i["participant"] == participant && i["source"] == source)
-}
-
-fn num(v: Option<&Value>, field: &str) -> f64 {
-    v.and_then(|v| v[field].as_f64()).unwrap_or(0.0)
-}
-
-async fn wait_until<F>(page: &Page, what: &str, timeout: Duration, mut ok: F) -> Result<Value>
-where
-    F: FnMut(&Value) -> bool,
-{
-    let deadline = Instant::now() + timeout;
-    let mut last = Value::Null;
-    while Instant::now() < deadline {
-        if let Ok(s) = summary(page).await {
-            if ok(&s) {
-                return Ok(s);
-            }
-            last = s;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    bail!(
-        "timed out waiting for {what}; last summary: {last:#}\nconsole: {:#?}",
-        page.console_tail()
-    )
-}
 
 async fn class(codec: &str, host: &str) -> Result<()> {
     let data_dir =
         std::env::temp_dir().join(format!("duet-live-class-{codec}-{}", std::process::id()));
-    let mut config = DuetConfig {
-        data_dir: data_dir.clone(),
-        token_key: KEY.into(),
-        ..DuetConfig::default()
-    };
-    config.gateway.listen = format!("{host}:0");
-    config.gateway.demo = false;
-    config.sfu.rtc_port_min = 52_000;
-    config.sfu.rtc_port_max = 52_999;
+    let mut config = class_config(host, KEY, data_dir.clone());
     let first = duet::start_up(&config).await.context("duet up")?;
     let base = format!("http://{host}:{}/", first.addr.port());
     let mut running = Some(first);
@@ -325,64 +280,18 @@ async fn join_through_gateway(host: &str) -> Result<()> {
 }
 
 fn main() {
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let net = match enter_private_network() {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("live-class-browser: {e:#}");
-            println!(
-                "test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out"
-            );
-            std::process::exit(1);
-        }
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "warn,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_srtp=error,webrtc=error".into()
+    duet_tests::class::run_cases(
+        "live-class-browser",
+        &[
+            ("live_class_vp8", |net| {
+                Box::pin(async move { class("vp8", &net.host_ip.to_string()).await })
             }),
-        )
-        .with_test_writer()
-        .try_init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let host = net.host_ip.to_string();
-    let cases = ["live_class_vp8", "live_class_h264", "join_through_gateway"];
-    let (mut passed, mut failed, mut filtered) = (0, 0, 0);
-    println!("\nrunning {} tests", cases.len());
-    for name in cases {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            filtered += 1;
-            continue;
-        }
-        let started = Instant::now();
-        let outcome = match name {
-            "live_class_vp8" => rt.block_on(class("vp8", &host)),
-            "live_class_h264" => rt.block_on(class("h264", &host)),
-            _ => rt.block_on(join_through_gateway(&host)),
-        };
-        match outcome {
-            Ok(()) => {
-                passed += 1;
-                println!(
-                    "test {name} ... ok ({:.1} s)",
-                    started.elapsed().as_secs_f64()
-                );
-            }
-            Err(e) => {
-                failed += 1;
-                println!("test {name} ... FAILED\n{e:#}");
-            }
-        }
-    }
-    let verdict = if failed == 0 { "ok" } else { "FAILED" };
-    println!(
-        "\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; {filtered} filtered out\n"
-    );
-    std::process::exit(if failed == 0 { 0 } else { 1 });
+            ("live_class_h264", |net| {
+                Box::pin(async move { class("h264", &net.host_ip.to_string()).await })
+            }),
+            ("join_through_gateway", |net| {
+                Box::pin(async move { join_through_gateway(&net.host_ip.to_string()).await })
+            }),
+        ],
+    )
 }

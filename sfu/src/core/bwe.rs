@@ -281,9 +281,9 @@ mod tests {
         while t < start + Duration::from_secs(secs) {
             n += 1;
             let begin = link_free.max(t);
-            let arrival = if loss_every.is_some_and(|k| n.is_multiple_of(k)) {
-                None
-            } else if begin.saturating_duration_since(t) > queue {
+            let lost = loss_every.is_some_and(|k| n.is_multiple_of(k));
+            let tail_dropped = begin.saturating_duration_since(t) > queue;
+            let arrival = if lost || tail_dropped {
                 None
             } else {
                 link_free = begin + serialize;
