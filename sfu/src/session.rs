@@ -351,7 +351,8 @@ impl Session {
                     .map(|s| s.sub)
                 else {
                     // A hint about a track unsubscribed meanwhile: nothing to do.
-                    return tracing::debug!(parent: &self.span, track = %track_id, "view of a track not received");
+                    tracing::debug!(parent: &self.span, track = %track_id, "view of a track not received");
+                    return;
                 };
                 let _ = self.room.lock().core.set_view(sub, height);
             }
