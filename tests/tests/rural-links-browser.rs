@@ -66,12 +66,17 @@ fn keyframe_requests(s: &Value) -> f64 {
         .sum()
 }
 
-/// The SFU's `/metrics` lines about links: each participant's estimate and layers.
-fn link_metrics(base: &str) -> Result<String> {
-    let text = ureq::get(&format!("{base}/metrics"))
-        .call()
-        .context("GET /metrics")?
-        .into_string()?;
+/// The SFU's `/metrics` lines about links: each participant's estimate and layers (fetched off
+/// the runtime's threads: `ureq` blocks).
+async fn link_metrics(base: &str) -> Result<String> {
+    let url = format!("{base}/metrics");
+    let text = tokio::task::spawn_blocking(move || -> Result<String> {
+        Ok(ureq::get(&url)
+            .call()
+            .context("GET /metrics")?
+            .into_string()?)
+    })
+    .await??;
     Ok(text
         .lines()
         .filter(|l| {
@@ -83,8 +88,8 @@ fn link_metrics(base: &str) -> Result<String> {
 
 /// The simulcast layer the SFU forwards to `participant` of the teacher's camera, from
 /// `/metrics` (`None`: paused, or not reported yet).
-fn sfu_layer(base: &str, participant: &str) -> Result<Option<i64>> {
-    let text = link_metrics(base)?;
+async fn sfu_layer(base: &str, participant: &str) -> Result<Option<i64>> {
+    let text = link_metrics(base).await?;
     let prefix = format!(
         "duet_sfu_link_video_layer{{room=\"rural\",participant=\"{participant}\",track=\"teacher-camera-"
     );
@@ -132,7 +137,7 @@ async fn class(host: &str, relay_ip: std::net::IpAddr) -> Result<()> {
     let running = duet::start_up(&config).await.context("duet up")?;
     let base = format!("http://{host}:{}", running.addr.port());
     let origin = base.clone();
-    let clip = camera_clip()?;
+    let clip = tokio::task::spawn_blocking(camera_clip).await??;
     // The teacher's camera is the zone plate; the classrooms keep Chromium's own fake camera.
     let teacher_browser = Browser::launch(
         LaunchOptions::default()
@@ -201,7 +206,7 @@ async fn class(host: &str, relay_ip: std::net::IpAddr) -> Result<()> {
             Ok(t) => t,
             Err(e) => {
                 let views = b.evaluate("JSON.stringify(window.duet.trackViews())").await?;
-                bail!("{e:#}\n{}\nroom-b's tiles: {views}", link_metrics(&base)?);
+                bail!("{e:#}\n{}\nroom-b's tiles: {views}", link_metrics(&base).await?);
             }
         };
         println!(
@@ -213,7 +218,7 @@ async fn class(host: &str, relay_ip: std::net::IpAddr) -> Result<()> {
         for _ in 0..5 {
             tokio::time::sleep(Duration::from_secs(2)).await;
             if std::env::var_os("RURAL_TRACE").is_some() {
-                println!("{}", link_metrics(&base)?);
+                println!("{}", link_metrics(&base).await?);
             }
         }
         let t = summary(&teacher).await?;
@@ -238,7 +243,10 @@ async fn class(host: &str, relay_ip: std::net::IpAddr) -> Result<()> {
             num(inbound(&a1, "teacher", "camera"), "frameHeight"),
             num(inbound(&b1, "teacher", "camera"), "frameHeight"),
         );
-        let (a_layer, b_layer) = (sfu_layer(&base, "room-a")?, sfu_layer(&base, "room-b")?);
+        let (a_layer, b_layer) = (
+            sfu_layer(&base, "room-a").await?,
+            sfu_layer(&base, "room-b").await?,
+        );
         let relay_stats = relay.stats();
         println!(
             "shaped {secs:.0} s: room-a {a_height}p (SFU layer {a_layer:?}), room-b {b_height}p (layer {b_layer:?}); \

@@ -401,14 +401,6 @@ impl Room {
         self.subscribers.get(subscriber).and_then(|s| s.estimate)
     }
 
-    /// Measured bits per second of each layer of a track (`None`: not measured yet).
-    pub fn layer_rates(&self, track: TrackHandle) -> Vec<Option<u64>> {
-        self.tracks
-            .get(&track)
-            .map(|t| t.layers.iter().map(|l| l.rate).collect())
-            .unwrap_or_default()
-    }
-
     fn handle(&mut self) -> u32 {
         let h = self.next_handle;
         self.next_handle = self.next_handle.wrapping_add(1).max(1);

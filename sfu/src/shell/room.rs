@@ -294,6 +294,17 @@ impl LiveRoom {
     /// Every participant's link as last reported, with the SFU's estimate toward it and the
     /// layer it receives of each video track, sorted by participant.
     pub fn quality_table(inner: &RoomInner) -> Vec<QualityInfo> {
+        // One pass over the subscriptions, not one per participant: this runs on every report.
+        let mut layers: HashMap<&ParticipantId, Vec<ReceivedLayer>> = HashMap::new();
+        for (sub, s) in inner.sinks.iter().filter(|(_, s)| s.video) {
+            layers
+                .entry(&s.subscriber)
+                .or_default()
+                .push(ReceivedLayer {
+                    track_id: s.track_id.clone(),
+                    layer: inner.core.subscription_layer(*sub),
+                });
+        }
         let mut participants: Vec<QualityInfo> = inner
             .quality
             .values()
@@ -303,15 +314,7 @@ impl LiveRoom {
                     .core
                     .estimate(&q.participant)
                     .map(|bps| u32::try_from(bps / 1000).unwrap_or(u32::MAX));
-                q.layers = inner
-                    .sinks
-                    .iter()
-                    .filter(|(_, s)| s.video && s.subscriber == q.participant)
-                    .map(|(sub, s)| ReceivedLayer {
-                        track_id: s.track_id.clone(),
-                        layer: inner.core.subscription_layer(*sub),
-                    })
-                    .collect();
+                q.layers = layers.remove(&q.participant).unwrap_or_default();
                 q.layers.sort_by(|a, b| a.track_id.cmp(&b.track_id));
                 q
             })
