@@ -2,8 +2,8 @@
 # Installs what Duet needs on Debian 12, idempotently. Run as root.
 #
 #   deploy/install-deps.sh           build and run `duet up`
-#   deploy/install-deps.sh --test    also what the test suite needs (Chromium, iproute2, the Pango overlays,
-#                                    moto_server as the S3-compatible endpoint of the delivery tests)
+#   deploy/install-deps.sh --test    also what the test suite needs (Chromium, iproute2, moto_server as the
+#                                    S3-compatible endpoint of the delivery tests)
 #   deploy/install-deps.sh --bench   what --test installs, plus what the load benchmarks need (Janus, the
 #                                    reference SFU of `duet-load`; linux-perf where the mirror has it)
 #
@@ -26,15 +26,18 @@ packages=(pkg-config ca-certificates
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev libgstrtspserver-1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-rtsp
+  # The 晒课 clip's title card: gstreamer1.0-x carries the Pango overlays (textoverlay), and
+  # fonts-wqy-microhei a Chinese font for it (5 MB installed; fonts-noto-cjk would be 90 MB).
+  gstreamer1.0-x fonts-wqy-microhei
   # FFmpeg 5.1 for ffmpeg-next (the recorder's delivery remuxes programmes to MP4); clang for its bindgen.
   clang libavcodec-dev libavformat-dev libavutil-dev libavfilter-dev libavdevice-dev libswscale-dev
   libswresample-dev)
 if [ "$want_test" = 1 ]; then
   # chromium: the real WebRTC peer of the browser tests; iproute2: their private network namespace;
-  # gstreamer1.0-x: the Pango overlays (clockoverlay) that label the simulated RTSP cameras' picture.
+  # (gstreamer1.0-x, above, also labels the simulated RTSP cameras' picture with clockoverlay.)
   # python3-venv: a private virtualenv for moto_server (Debian 12 has no python3-moto package, and
   # its system pip refuses to install outside a venv, PEP 668).
-  packages+=(chromium iproute2 gstreamer1.0-x python3-venv)
+  packages+=(chromium iproute2 python3-venv)
 fi
 optional=()
 if [ "$want_bench" = 1 ]; then

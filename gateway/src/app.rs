@@ -2,6 +2,7 @@
 
 use crate::assets::{ASSETS, INDEX_HTML};
 use crate::auth::ratelimit::RateLimiter;
+use crate::clips::ClipRenderer;
 use crate::config::GatewayConfig;
 use crate::error::ApiError;
 use crate::recorder_link::RecorderLink;
@@ -45,6 +46,11 @@ pub struct AppState {
     /// binary that runs them ([`AppState::set_recorder_link`]); unset, those endpoints answer
     /// 503 `unavailable`.
     pub recorder: OnceLock<Arc<dyn RecorderLink>>,
+    /// Signs and checks the media URLs of the archive (key derived from `key`).
+    pub media: crate::media::MediaSigner,
+    /// Renders clip exports (晒课), set once by the binary ([`AppState::set_clip_renderer`]);
+    /// unset, clip requests answer 503 `unavailable`.
+    pub clip_renderer: OnceLock<Arc<dyn ClipRenderer>>,
 }
 
 impl AppState {
@@ -52,6 +58,7 @@ impl AppState {
     pub fn new(config: GatewayConfig, key: TokenKey, store: Store) -> Self {
         Self {
             config,
+            media: crate::media::MediaSigner::derive(&key),
             key,
             store,
             login_limits: Mutex::new((
@@ -62,7 +69,21 @@ impl AppState {
             timetable_cache: Default::default(),
             ready: AtomicBool::new(false),
             recorder: OnceLock::new(),
+            clip_renderer: OnceLock::new(),
         }
+    }
+
+    /// Installs the clip renderer. Set once: a second one is refused and handed back.
+    pub fn set_clip_renderer(
+        &self,
+        renderer: Arc<dyn ClipRenderer>,
+    ) -> Result<(), Arc<dyn ClipRenderer>> {
+        self.clip_renderer.set(renderer)
+    }
+
+    /// The clip renderer, if installed.
+    pub fn clip_renderer(&self) -> Option<&Arc<dyn ClipRenderer>> {
+        self.clip_renderer.get()
     }
 
     /// Connects the recorders. Set once: a second link is refused and handed back.
@@ -84,9 +105,11 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/admin", get(admin))
+        .route("/review/{lesson_id}", get(review))
         .route("/healthz", get(healthz))
         .route("/assets/{file}", get(asset))
         .merge(crate::api::openapi::routes())
+        .merge(crate::api::archive::media_routes())
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -150,6 +173,12 @@ async fn index() -> Html<&'static str> {
 
 async fn admin() -> Html<&'static str> {
     Html(crate::assets::ADMIN_HTML)
+}
+
+/// The review page; the lesson (and whether the caller may see it) is loaded by the page itself
+/// through the API, so the path's id is not looked at here.
+async fn review(Path(_lesson_id): Path<String>) -> Html<&'static str> {
+    Html(crate::assets::REVIEW_HTML)
 }
 
 async fn healthz(State(s): State<Arc<AppState>>) -> Response {

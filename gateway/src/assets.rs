@@ -33,9 +33,27 @@ pub const ASSETS: &[(&str, &str, &str)] = &[
         "text/css; charset=utf-8",
         include_str!("../web/admin.css"),
     ),
+    (
+        "/assets/review.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/review.js"),
+    ),
+    (
+        "/assets/review-i18n.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/review-i18n.js"),
+    ),
+    (
+        "/assets/review.css",
+        "text/css; charset=utf-8",
+        include_str!("../web/review.css"),
+    ),
 ];
 
 /// The live-class page.
 pub const INDEX_HTML: &str = include_str!("../web/index.html");
 /// The sign-in, today and administration page.
 pub const ADMIN_HTML: &str = include_str!("../web/admin.html");
+/// The review page of one lesson (player, comments, score sheets, S-T analysis, clip export);
+/// the lesson id is read by the page from its own path.
+pub const REVIEW_HTML: &str = include_str!("../web/review.html");

@@ -319,6 +319,8 @@ pub async fn seed(store: &Store, now: DateTime<Utc>) -> Result<Vec<DemoLogin>, S
                 .await?;
         }
     }
+    // The default rubric (评价量表) of the district; a no-op when present.
+    store.ensure_default_rubric(DISTRICT, now).await?;
     // Accounts, also those later versions of the demo added to databases seeded before them.
     for a in ACCOUNTS {
         if absent(store.get_user(a.id).await)? {

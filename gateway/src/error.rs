@@ -60,6 +60,12 @@ pub enum ApiError {
     /// A service the request needs is not there now (e.g. no recorder serves the classroom).
     #[error("{0}")]
     Unavailable(String),
+    /// A signed link that was valid once has expired.
+    #[error("链接已过期，请刷新页面 / the link expired; reload the page")]
+    Expired,
+    /// The request needs something this deployment does not do yet.
+    #[error("{0}")]
+    NotImplemented(String),
     /// Something failed inside; details are in the server log.
     #[error("服务器内部错误 / internal error")]
     Internal(String),
@@ -89,6 +95,8 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Expired => (StatusCode::FORBIDDEN, "expired"),
+            ApiError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_implemented"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -13,6 +13,9 @@
 //!   conflicts, now/next, iCal.
 //! - [`recorder_link`]: [`RecorderLink`], the way to the recorders of recording classrooms
 //!   (manual control, previews, director events), implemented by the binary that runs them.
+//! - [`media`]: signed media URLs of the archive and the range-serving behind them.
+//! - [`clips`]: clip export (晒课): the [`clips::ClipRenderer`] the binary provides, run in the
+//!   background.
 //! - [`demo`]: the demo district `duet up` seeds, and the simulated devices of its recording room.
 //! - [`config`], [`assets`].
 
@@ -20,9 +23,11 @@ pub mod api;
 pub mod app;
 pub mod assets;
 pub mod auth;
+pub mod clips;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod media;
 pub mod policy;
 pub mod recorder_link;
 pub mod schedule;

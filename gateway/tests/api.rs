@@ -4,107 +4,33 @@
 //! ETag, idempotency), the join flow, and security (wrong passwords, lock-out, expired sessions,
 //! forged cookies, CSRF, SQL-looking and oversized input).
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use chrono::{Datelike, Duration, NaiveTime, Timelike, Utc};
+use common::{Api, Client, PW, Resp, on_both};
 use duet_gateway::api::openapi::ENDPOINTS;
 use duet_gateway::auth::password;
 use duet_gateway::store::*;
-use duet_gateway::{AppState, GatewayConfig, app};
+use duet_gateway::{GatewayConfig, app};
 use duet_sfu_proto::TokenKey;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use sqlx::Connection;
 use std::sync::Arc;
 use tower::ServiceExt;
-
-const PW: &str = "correct horse battery";
-
-// ---------------------------------------------------------------------------------------------
-// Backends
-
-fn pg_server() -> String {
-    std::env::var("DUET_TEST_PG_SERVER")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-enum Backing {
-    Sqlite(std::path::PathBuf),
-    Postgres(String),
-}
-
-async fn open(postgres: bool) -> (Store, Backing) {
-    sqlx::any::install_default_drivers();
-    if postgres {
-        let name = new_id("duet_api_test");
-        let admin_url = format!("{}/postgres", pg_server());
-        let mut admin = sqlx::AnyConnection::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL is not reachable at {admin_url} ({e}); start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`")
-        });
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        admin.close().await.ok();
-        let store = Store::open(&format!("{}/{name}", pg_server()))
-            .await
-            .unwrap();
-        (store, Backing::Postgres(name))
-    } else {
-        let dir = std::env::temp_dir().join(new_id("duet-api-test"));
-        let store = Store::sqlite_in(&dir).await.unwrap();
-        (store, Backing::Sqlite(dir))
-    }
-}
-
-async fn cleanup(store: Store, backing: Backing) {
-    store.close().await;
-    match backing {
-        Backing::Sqlite(dir) => {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        Backing::Postgres(name) => {
-            if let Ok(mut admin) =
-                sqlx::AnyConnection::connect(&format!("{}/postgres", pg_server())).await
-            {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut admin)
-                .await;
-            }
-        }
-    }
-}
-
-/// Runs one scenario on SQLite and on PostgreSQL, as two tests.
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::run(false, super::$name).await;
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::run(true, super::$name).await;
-            }
-        }
-    };
-}
 
 async fn run<F, Fut>(postgres: bool, body: F)
 where
     F: FnOnce(World) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let (store, backing) = open(postgres).await;
-    let world = World::new(store.clone()).await;
-    let result = tokio::spawn(body(world)).await;
-    cleanup(store, backing).await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    common::run(
+        postgres,
+        "api",
+        async |store, _, _| World::new(store).await,
+        body,
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -113,28 +39,15 @@ where
 // began five minutes ago, so a class is on now.
 
 struct World {
-    state: Arc<AppState>,
+    api: Api,
     store: Store,
     today: chrono::NaiveDate,
 }
 
-struct Client {
-    cookie: String,
-    csrf: String,
-}
-
-struct Resp {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-    fn code(&self) -> String {
-        self.json()["code"].as_str().unwrap_or("").to_owned()
+impl std::ops::Deref for World {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
     }
 }
 
@@ -330,100 +243,11 @@ impl World {
             demo: false,
             ..GatewayConfig::default()
         };
-        let state = Arc::new(AppState::new(
-            config,
-            TokenKey::new(*b"api test key, 16+ bytes").unwrap(),
-            store.clone(),
-        ));
-        state
-            .ready
-            .store(true, std::sync::atomic::Ordering::Release);
         World {
-            state,
+            api: Api::new(config, b"api test key, 16+ bytes", store.clone()),
             store,
             today,
         }
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        client: Option<&Client>,
-        body: Option<Value>,
-        extra: &[(&str, &str)],
-    ) -> Resp {
-        let mut req = Request::builder().method(method.clone()).uri(path);
-        if let Some(c) = client {
-            req = req.header(header::COOKIE, format!("duet_session={}", c.cookie));
-            if method != Method::GET {
-                req = req.header("x-csrf-token", &c.csrf);
-            }
-        }
-        for (k, v) in extra {
-            req = req.header(*k, *v);
-        }
-        let req = match body {
-            Some(b) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(b.to_string()))
-                .unwrap(),
-            None => req.body(Body::empty()).unwrap(),
-        };
-        let res = app(self.state.clone()).oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        Resp {
-            status,
-            headers,
-            body: res.into_body().collect().await.unwrap().to_bytes().to_vec(),
-        }
-    }
-
-    async fn login(&self, username: &str) -> Client {
-        self.login_with(username, PW).await
-    }
-
-    async fn login_with(&self, username: &str, password: &str) -> Client {
-        let r = self
-            .call(
-                Method::POST,
-                "/api/login",
-                None,
-                Some(json!({"username": username, "password": password})),
-                &[],
-            )
-            .await;
-        assert_eq!(
-            r.status,
-            StatusCode::OK,
-            "login {username}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
-        let cookie = r.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
-        assert!(
-            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
-            "{cookie}"
-        );
-        let value = cookie
-            .split(';')
-            .next()
-            .unwrap()
-            .trim_start_matches("duet_session=")
-            .to_owned();
-        Client {
-            cookie: value,
-            csrf: r.json()["csrf_token"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    async fn get(&self, c: &Client, path: &str) -> Resp {
-        self.call(Method::GET, path, Some(c), None, &[]).await
-    }
-
-    async fn post(&self, c: &Client, path: &str, body: Value) -> Resp {
-        self.call(Method::POST, path, Some(c), Some(body), &[])
-            .await
     }
 }
 

@@ -28,7 +28,9 @@
  * (#join-next for a class starting within 10 minutes), [data-occurrence="<series_id>/<date>"],
  * [data-conflict], #conflicts, #add-series-form, #series-submit, [data-classroom] (recording room
  * cards, with data-state / data-online, [data-cmd] buttons, [data-preview] pictures),
- * [data-lesson] (archive rows).
+ * [data-lesson] (archive rows, with data-kind / data-published; [data-act] publish / unpublish /
+ * assign / delete buttons, [data-open] links to /review/<id>), #archive-q #archive-kind #archive-school
+ * #archive-classroom #archive-teacher #archive-subject #archive-pairing #archive-from #archive-to.
  */
 (function () {
   'use strict';
@@ -593,7 +595,7 @@
     school_admin: ['classrooms', 'bells', 'accounts', 'recording', 'archive'],
     teacher: ['today', 'recording', 'archive'],
     classroom: ['today'],
-    reviewer: ['today']
+    reviewer: ['archive', 'today']
   };
 
   var VIEWS = {}; // filled in below: name → function(viewElement, arg); intervals go in state.timers
@@ -2609,87 +2611,254 @@
     state.timers.push(setInterval(tick, REC_POLL_MS));
   };
 
-  /* ---- 课堂实录 (the archive of recorded lessons) ---- */
+  /* ---- 课堂实录 (the archive of recorded lessons and recorded live classes) ----
+   * Filters per GET /api/lessons (school, classroom, teacher, subject, pairing, kind, text, dates);
+   * each row opens the review page /review/<id>. The lesson's school admin and the district admin
+   * also publish / unpublish, delete (after a confirmation) and assign reviewers. Reviewers see
+   * the lessons assigned to them (the server scopes the list). */
+
+  /** Whether the signed-in account may change a lesson (its school's admin, the district admin). */
+  function mayManageLesson(l) {
+    var me = state.me || {};
+    return me.role === 'district_admin' || (me.role === 'school_admin' && l.school_id != null && l.school_id === me.school_id);
+  }
+
+  function lessonWhen(l) {
+    var startMs = Date.parse(l.started_at);
+    var p = isNaN(startMs) ? null : shanghaiParts(new Date(startMs));
+    var date = l.date || (p ? p.year + '-' + p.month + '-' + p.day : '');
+    return h('span', null, h('span', { text: date + ' ' + hhmmAt(l.started_at) + '–' + hhmmAt(l.ended_at) + ' ' }),
+      l.period != null ? h('span', { class: 'muted', i18n: 'archive.period', vars: { n: l.period } }) : null);
+  }
+
+  function pairingLabel(p) {
+    if (p.name) return String(p.name);
+    return schoolName(p.lead_school_id) + ' → ' + pairingReceivers(p).map(schoolName).join('、');
+  }
 
   VIEWS.archive = function (view) {
-    var fromIn = h('input', { class: 'input input-small', id: 'archive-from', type: 'date', value: addDays(todayStr(), -30) });
-    var toIn = h('input', { class: 'input input-small', id: 'archive-to', type: 'date', value: todayStr() });
+    var me = state.me || {};
+    var reviewer = me.role === 'reviewer';
+    // Reviewers: everything assigned to them, whatever its date; the others: the last 30 days.
+    var fromIn = h('input', { class: 'input input-small', id: 'archive-from', type: 'date', value: reviewer ? '' : addDays(todayStr(), -30) });
+    var toIn = h('input', { class: 'input input-small', id: 'archive-to', type: 'date', value: reviewer ? '' : todayStr() });
+    var schoolSel = h('select', { class: 'input input-small', id: 'archive-school', name: 'school_id' },
+      h('option', { value: '', i18n: 'archive.all' }));
+    var roomSel = h('select', { class: 'input input-small', id: 'archive-classroom', name: 'classroom_id' },
+      h('option', { value: '', i18n: 'archive.all' }));
+    var pairSel = h('select', { class: 'input input-small', id: 'archive-pairing', name: 'pairing_id' },
+      h('option', { value: '', i18n: 'archive.all' }));
+    var kindSel = h('select', { class: 'input input-small', id: 'archive-kind', name: 'kind' },
+      h('option', { value: '', i18n: 'archive.all' }),
+      h('option', { value: 'room', i18n: 'archive.kind.room' }),
+      h('option', { value: 'live', i18n: 'archive.kind.live' }));
+    var teacherIn = h('input', { class: 'input input-small', id: 'archive-teacher', type: 'text', name: 'teacher', maxlength: '100' });
+    var subjectList = h('datalist', { id: 'archive-subjects' });
+    var subjectIn = h('input', { class: 'input input-small', id: 'archive-subject', type: 'text', name: 'subject', maxlength: '100', list: 'archive-subjects' });
+    var qIn = h('input', { class: 'input input-small', id: 'archive-q', type: 'search', name: 'q', maxlength: '200', i18nAttr: { placeholder: 'archive.qHint' } });
     var searchBtn = h('button', { type: 'submit', class: 'btn btn-primary', id: 'archive-search', i18n: 'archive.search' });
-    var form = h('form', { class: 'toolbar', id: 'archive-form', novalidate: true },
-      h('label', { class: 'inline-label', for: 'archive-from', i18n: 'archive.from' }), fromIn,
-      h('label', { class: 'inline-label', for: 'archive-to', i18n: 'archive.to' }), toIn, searchBtn);
+    var resetBtn = h('button', { type: 'button', class: 'btn', id: 'archive-reset', i18n: 'archive.reset' });
+    function lab(forId, key) { return h('label', { class: 'inline-label', for: forId, i18n: key }); }
+    var schoolBox = h('span', { class: 'filter', hidden: me.role !== 'district_admin' }, lab('archive-school', 'archive.f.school'), schoolSel);
+    var roomBox = h('span', { class: 'filter', hidden: reviewer }, lab('archive-classroom', 'archive.f.classroom'), roomSel);
+    var pairBox = h('span', { class: 'filter', hidden: true }, lab('archive-pairing', 'archive.f.pairing'), pairSel);
+    var form = h('form', { class: 'toolbar archive-filters', id: 'archive-form', novalidate: true },
+      h('span', { class: 'filter' }, lab('archive-q', 'archive.f.q'), qIn),
+      h('span', { class: 'filter' }, lab('archive-kind', 'archive.f.kind'), kindSel),
+      schoolBox, roomBox,
+      h('span', { class: 'filter' }, lab('archive-teacher', 'archive.f.teacher'), teacherIn),
+      h('span', { class: 'filter' }, lab('archive-subject', 'archive.f.subject'), subjectIn, subjectList),
+      pairBox,
+      h('span', { class: 'filter' }, lab('archive-from', 'archive.from'), fromIn, lab('archive-to', 'archive.to'), toIn),
+      searchBtn, resetBtn);
     var errBox = noticeBox();
     var count = h('div', { class: 'muted', id: 'archive-count' });
     var body = h('tbody', { id: 'archive-rows' });
-    var cols = ['title', 'classroom', 'teacher', 'subject', 'when', 'duration', 'parts', 'gaps', 'files'];
+    var cols = ['kind', 'title', 'teacher', 'subject', 'when', 'classroom', 'reviews', 'score', 'actions'];
     var table = h('table', { class: 'table archive-table' },
       h('thead', null, h('tr', null, cols.map(function (c) { return h('th', { i18n: 'archive.col.' + c }); }))), body);
-    append(view, h('div', { class: 'view-head' }, h('h1', { i18n: 'archive.title' })), form, errBox, count,
-      h('div', { class: 'panel table-wrap' }, table));
+    append(view, h('div', { class: 'view-head' }, h('h1', { i18n: reviewer ? 'archive.titleReviewer' : 'archive.title' })),
+      form, errBox, count, h('div', { class: 'panel table-wrap' }, table));
 
-    function when(l) {
-      var startMs = Date.parse(l.started_at);
-      var p = isNaN(startMs) ? null : shanghaiParts(new Date(startMs));
-      var date = l.date || (p ? p.year + '-' + p.month + '-' + p.day : '');
-      return h('span', null, h('span', { text: date + ' ' + hhmmAt(l.started_at) + '–' + hhmmAt(l.ended_at) + ' ' }),
-        l.period != null ? h('span', { class: 'muted', i18n: 'archive.period', vars: { n: l.period } }) : null);
+    var allRooms = [];
+    function fillRooms() {
+      var keep = roomSel.value;
+      var sid = schoolSel.value;
+      fill(roomSel, h('option', { value: '', i18n: 'archive.all' }),
+        allRooms.filter(function (c) { return !sid || c.school_id === sid; }).map(function (c) {
+          return h('option', { value: c.id, text: classroomName(c) });
+        }));
+      roomSel.value = keep;
+      if (roomSel.value !== keep) roomSel.value = '';
+    }
+    schoolSel.addEventListener('change', fillRooms);
+
+    // The filters' choices: each lookup is best effort (a role may not read schools or pairings).
+    var lookups = reviewer ? Promise.resolve() : settle([
+      getSchools().then(function (schools) {
+        schools.forEach(function (s) { append(schoolSel, h('option', { value: s.id, text: String(s.name || s.id) })); });
+        return getAllClassrooms(schools);
+      }).then(function (rooms) { allRooms = rooms; fillRooms(); }),
+      getSubjects().then(function (list) {
+        list.forEach(function (s) { append(subjectList, h('option', { value: String(s.name || s.id) })); });
+      }),
+      getPairings().then(function (list) {
+        list.forEach(function (p) { append(pairSel, h('option', { value: p.id, text: pairingLabel(p) })); });
+        pairBox.hidden = !list.length;
+      })
+    ]);
+
+    function scoreCell(l) {
+      if (l.final_score == null || isNaN(+l.final_score)) return h('td', { class: 'muted', text: '—', data: { score: '' } });
+      return h('td', { class: 'strong', text: (Math.round(+l.final_score * 10) / 10).toString(), data: { score: String(l.final_score) } });
     }
 
-    function gaps(list) {
-      list = arr(list);
-      if (!list.length) return h('span', { class: 'muted', i18n: 'archive.noGaps' });
-      return h('details', null, h('summary', { i18n: 'archive.gapCount', vars: { n: list.length } }),
-        h('ul', { class: 'plain-list' }, list.map(function (g) {
-          var who = g.source_id != null ? h('span', { text: String(g.source_id) }) : h('span', { i18n: 'archive.gapWhole' });
-          return h('li', null, who, h('span', { text: ' ' + hhmmAt(g.from) + '–' + hhmmAt(g.to) + ' ' + String(g.reason || '') }));
-        })));
+    function actionsCell(l, row) {
+      var cell = h('td', { class: 'actions' });
+      var open = h('a', { class: 'btn btn-small btn-primary', href: '/review/' + enc(l.id), data: { open: l.id }, i18n: 'archive.open' });
+      var canManage = mayManageLesson(l);
+      function restore() {
+        fill(cell, open, canManage ? [
+          h('button', { type: 'button', class: 'btn btn-small', data: { act: l.published === false ? 'publish' : 'unpublish' },
+            i18n: l.published === false ? 'archive.publish' : 'archive.unpublish', on: { click: togglePublish } }),
+          h('button', { type: 'button', class: 'btn btn-small', data: { act: 'assign' }, i18n: 'archive.assign', on: { click: assign } }),
+          h('button', { type: 'button', class: 'btn btn-small btn-danger', data: { act: 'delete' }, i18n: 'common.delete', on: { click: del } })
+        ] : null);
+      }
+      function togglePublish() {
+        var pub = l.published === false;
+        confirmInline(cell, pub ? 'archive.confirmPublish' : 'archive.confirmUnpublish', { title: l.title }, pub ? 'archive.publish' : 'archive.unpublish', function () {
+          return api('POST', '/api/lessons/' + enc(l.id) + (pub ? '/publish' : '/unpublish')).then(function () {
+            l.published = pub;
+            toastOk(pub ? 'archive.published' : 'archive.unpublished');
+            row.classList.toggle('row-disabled', !pub);
+            row.setAttribute('data-published', pub ? 'true' : 'false');
+          }, function (err) { notifyError(pub ? 'archive.publishFailed' : 'archive.unpublishFailed', err); });
+        }, restore);
+      }
+      function del() {
+        confirmInline(cell, 'archive.confirmDelete', { title: l.title }, 'common.delete', function () {
+          return api('DELETE', '/api/lessons/' + enc(l.id)).then(function () {
+            toastOk('archive.deleted');
+            closeAssign(row);
+            if (row.parentNode) row.parentNode.removeChild(row);
+          }, function (err) { notifyError('archive.deleteFailed', err); });
+        }, restore);
+      }
+      function assign() { openAssign(l, row); }
+      restore();
+      return cell;
     }
 
-    function files(list) {
-      return h('ul', { class: 'plain-list small' }, arr(list).map(function (f) {
-        return h('li', { text: String(f.name || '') + ' · ' + fmtBytes(f.bytes) });
-      }));
+    function closeAssign(row) {
+      var next = row.nextSibling;
+      if (next && next.classList && next.classList.contains('assign-row')) next.parentNode.removeChild(next);
+    }
+
+    /** The reviewer picker under a lesson's row: accounts that may review, the assigned ones ticked. */
+    function openAssign(l, row) {
+      var next = row.nextSibling;
+      if (next && next.classList && next.classList.contains('assign-row')) { closeAssign(row); return; }
+      var box = h('div', { class: 'assign-box', id: 'assign-' + l.id });
+      var tr = h('tr', { class: 'assign-row', data: { assignFor: l.id } }, h('td', { colspan: String(cols.length) }, box));
+      row.parentNode.insertBefore(tr, row.nextSibling);
+      fill(box, h('div', { class: 'muted', i18n: 'common.loading' }));
+      Promise.all([
+        getUsers(),
+        api('GET', '/api/lessons/' + enc(l.id) + '/reviewers').then(arr).catch(function () { return []; })
+      ]).then(function (r) {
+        var users = r[0].filter(function (u) {
+          return !u.disabled && (u.role === 'reviewer' || u.role === 'teacher' || u.role === 'school_admin');
+        });
+        var chosen = {};
+        r[1].forEach(function (a) {
+          var id = a.reviewer_id != null ? a.reviewer_id : (a.reviewer && a.reviewer.id != null ? a.reviewer.id : a.id);
+          if (id != null) chosen[id] = true;
+        });
+        users.sort(function (a, b) { return (a.role === 'reviewer' ? 0 : 1) - (b.role === 'reviewer' ? 0 : 1); });
+        var list = h('div', { class: 'check-list' }, users.map(function (u) {
+          var cb = h('input', { type: 'checkbox', name: 'reviewer', value: u.id, checked: !!chosen[u.id], id: 'assign-' + l.id + '-' + u.id });
+          return h('label', { class: 'check', for: cb.id }, cb,
+            h('span', { text: ' ' + String(u.display_name || u.username) + ' ' }),
+            h('span', { class: 'muted small' }, '（', h('span', { i18n: 'role.' + u.role }), '）'));
+        }));
+        var save = h('button', { type: 'submit', class: 'btn btn-primary', id: 'assign-save', i18n: 'common.save' });
+        var cancel = h('button', { type: 'button', class: 'btn', i18n: 'common.cancel', on: { click: function () { closeAssign(row); } } });
+        var form = h('form', { class: 'form', novalidate: true },
+          h('h3', { i18n: 'archive.assignTitle', vars: { title: String(l.title || '') } }),
+          users.length ? list : h('p', { class: 'muted', i18n: 'archive.noReviewers' }),
+          formErrorBox(), h('div', { class: 'form-actions' }, save, cancel));
+        form.addEventListener('submit', function (ev) {
+          ev.preventDefault();
+          clearFormErrors(form);
+          var ids = [];
+          var boxes = list.querySelectorAll('input[type=checkbox]');
+          for (var i = 0; i < boxes.length; i++) if (boxes[i].checked) ids.push(boxes[i].value);
+          pending(form, save, function () {
+            return api('PUT', '/api/lessons/' + enc(l.id) + '/reviewers', { reviewer_ids: ids }).then(function () {
+              toastOk('archive.assigned', { n: ids.length });
+              closeAssign(row);
+            }, function (err) { formFailed(form, 'archive.assignFailed', err, null); });
+          });
+        });
+        fill(box, form);
+      }, function (err) { fill(box, errorLine('archive.assignLoadFailed', err)); });
     }
 
     function render(list) {
       empty(body);
       fill(count, h('span', { i18n: 'archive.count', vars: { n: list.length } }));
       if (!list.length) {
-        append(body, h('tr', null, h('td', { class: 'empty-cell', colspan: String(cols.length), i18n: 'archive.none' })));
+        append(body, h('tr', null, h('td', { class: 'empty-cell', colspan: String(cols.length), i18n: reviewer ? 'archive.noneAssigned' : 'archive.none' })));
         return;
       }
       list.forEach(function (l) {
-        var mins = Math.round((Date.parse(l.ended_at) - Date.parse(l.started_at)) / 60000);
-        append(body, h('tr', { data: { lesson: l.id } },
-          h('td', { class: 'strong', text: String(l.title || '') }),
-          h('td', { text: classroomName(l.classroom_id) }),
+        var kind = l.kind === 'live' ? 'live' : 'room';
+        var row = h('tr', { class: l.published === false ? 'row-disabled' : null, data: { lesson: l.id, kind: kind, published: l.published === false ? 'false' : 'true' } });
+        append(row,
+          h('td', null, h('span', { class: 'badge kind-' + kind, i18n: 'archive.kind.' + kind })),
+          h('td', { class: 'strong' }, h('a', { class: 'lesson-link', href: '/review/' + enc(l.id), text: String(l.title || l.id) }),
+            l.published === false ? h('span', { class: 'badge badge-off', i18n: 'archive.unpublishedBadge' }) : null),
           h('td', { text: String(l.teacher || '') }),
           h('td', { text: String(l.subject || '') }),
-          h('td', null, when(l)),
-          h('td', { i18n: 'archive.minutes', vars: { m: isNaN(mins) ? '?' : mins } }),
-          h('td', { text: String(l.parts == null ? '' : l.parts) }),
-          h('td', null, gaps(l.gaps)),
-          h('td', null, files(l.files))));
+          h('td', null, lessonWhen(l)),
+          h('td', { text: classroomName(l.classroom_id) }),
+          h('td', { text: String(l.review_count == null ? 0 : l.review_count), data: { reviews: String(l.review_count || 0) } }),
+          scoreCell(l));
+        append(row, actionsCell(l, row));
+        append(body, row);
       });
     }
 
     function load() {
       var from = fromIn.value.trim();
       var to = toIn.value.trim();
-      if (!validDate(from) || !validDate(to) || to < from) {
+      if ((from && !validDate(from)) || (to && !validDate(to)) || (from && to && to < from)) {
         fill(errBox, h('span', { i18n: 'archive.badRange' }));
         errBox.hidden = false;
         return;
       }
       errBox.hidden = true;
       searchBtn.disabled = true;
-      // Classroom names first (for the table), then the lessons.
-      getSchools().then(getAllClassrooms).catch(function () { return []; }).then(function () {
-        return api('GET', '/api/lessons?from=' + enc(from) + '&to=' + enc(to));
+      var params = [['from', from], ['to', to], ['school_id', schoolBox.hidden ? '' : schoolSel.value],
+        ['classroom_id', roomSel.value], ['teacher', teacherIn.value.trim()], ['subject', subjectIn.value.trim()],
+        ['pairing_id', pairBox.hidden ? '' : pairSel.value], ['kind', kindSel.value], ['q', qIn.value.trim()]];
+      var qs = params.filter(function (p) { return p[1]; }).map(function (p) { return p[0] + '=' + enc(p[1]); }).join('&');
+      lookups.then(function () {
+        return api('GET', '/api/lessons' + (qs ? '?' + qs : ''));
       }).then(function (list) { render(arr(list)); }, function (err) { notifyError('archive.loadFailed', err, errBox); })
         .then(function () { searchBtn.disabled = false; });
     }
     form.addEventListener('submit', function (ev) { ev.preventDefault(); load(); });
+    resetBtn.addEventListener('click', function () {
+      [qIn, teacherIn, subjectIn].forEach(function (i) { i.value = ''; });
+      [kindSel, schoolSel, pairSel].forEach(function (s) { s.value = ''; });
+      fillRooms();
+      roomSel.value = '';
+      fromIn.value = reviewer ? '' : addDays(todayStr(), -30);
+      toIn.value = reviewer ? '' : todayStr();
+      load();
+    });
     load();
   };
 

@@ -11,6 +11,8 @@
 //! - [`room`]: one classroom following its timetable (cached), manual start/stop/extend, the
 //!   status reported to the gateway.
 //! - [`gateway`]: the gateway's JSON API as the recorder uses it (devices, timetable, status).
+//! - [`live`]: live classes (同步课堂) recorded by a hidden webrtc-rs participant, delivered
+//!   with a composed review video and speech activity.
 //! - [`lesson`]: one lesson's parts: resource mode and movie mode at once, crash recovery.
 //! - [`manifest`]: a lesson on disk (`lesson.json`), the contract between lessons and delivery.
 //! - [`mixer`]: movie mode (电影模式): the 1080p programme, layouts, the slate, the previews.
@@ -20,16 +22,24 @@
 //! - [`encoder`]: the H.264 encoder probe (hardware when it works here, x264 otherwise).
 //! - [`delivery`]: a finished lesson to the archive: packaged (MP4 with faststart, ffmpeg-next),
 //!   stored (local directory or S3), registered with the gateway, by a durable queue.
+//! - [`post`]: post-processing after the class: 晒课 clip export (title card + cut, MP4).
 //! - [`state`]: [`RecordingState`] and its allowed transitions.
+//! - [`analysis`]: speech activity from the audio itself (a sans-IO VAD, its GStreamer shell, test
+//!   audio with a known speech pattern).
+//! - [`post`]: post-processing of a live class: dumps remuxed to WebM, the composed review video,
+//!   poster and storyboard, fMP4 HLS.
 
+pub mod analysis;
 pub mod capture;
 pub mod delivery;
 pub mod director;
 pub mod encoder;
 pub mod gateway;
 pub mod lesson;
+pub mod live;
 pub mod manifest;
 pub mod mixer;
+pub mod post;
 pub mod room;
 pub mod service;
 pub mod state;

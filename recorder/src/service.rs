@@ -26,6 +26,9 @@ pub struct RecorderConfig {
     /// Ids of the recording classrooms (录播教室) this recorder serves. Empty under `duet up` with
     /// the demo: the demo's simulated recording room.
     pub classrooms: Vec<String>,
+    /// Under `duet up` with the demo and no `classrooms`: record the demo's simulated recording
+    /// room (its cameras are simulated in this process). False leaves it out.
+    pub demo_room: bool,
     /// The gateway's base URL (`http://…`). Empty under `duet up`: the gateway in this process.
     pub gateway_url: String,
     /// A machine token of the gateway (`POST /api/tokens`) whose scope covers the classrooms.
@@ -47,6 +50,7 @@ impl Default for RecorderConfig {
     fn default() -> Self {
         Self {
             classrooms: Vec::new(),
+            demo_room: true,
             gateway_url: String::new(),
             gateway_token: String::new(),
             director_file: PathBuf::new(),

@@ -337,9 +337,8 @@ impl Page {
             .unwrap_or_default()
     }
 
-    /// On Duet's sign-in page (`/admin`): signs in as `user` and presses 进入课堂 on the class on
-    /// now (`#join-current`). Returns once the button has been pressed.
-    pub async fn sign_in_and_join(&self, user: &str, password: &str) -> Result<()> {
+    /// On Duet's sign-in page (`/admin`): signs in as `user`. Returns once the form is gone.
+    pub async fn sign_in(&self, user: &str, password: &str) -> Result<()> {
         self.wait_for(
             "document.querySelector('#login-username')",
             Duration::from_secs(10),
@@ -353,6 +352,19 @@ impl Page {
             json!(password)
         ))
         .await?;
+        self.wait_for(
+            "!document.querySelector('#login-submit') || document.querySelector('#login-submit').offsetParent === null",
+            Duration::from_secs(15),
+        )
+        .await
+        .with_context(|| format!("{user} did not sign in"))?;
+        Ok(())
+    }
+
+    /// On Duet's sign-in page (`/admin`): signs in as `user` and presses 进入课堂 on the class on
+    /// now (`#join-current`). Returns once the button has been pressed.
+    pub async fn sign_in_and_join(&self, user: &str, password: &str) -> Result<()> {
+        self.sign_in(user, password).await?;
         self.wait_for(
             "document.querySelector('#join-current')",
             Duration::from_secs(15),

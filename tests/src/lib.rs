@@ -11,10 +11,13 @@
 //!   JavaScript, poll for conditions, take screenshots, read console output.
 //! - [`load`]: the SFU load tool (webrtc-rs participants playing classes against Duet or Janus),
 //!   behind the `duet-load` binary and the load smoke test.
+//! - [`api`]: a signed-in account on the gateway's HTTP API (cookie and CSRF), and fetching
+//!   signed media URLs.
 //! - [`class`]: reading Duet's class page in browser tests, and the runner of their cases.
 //! - [`shaper`]: link shaping in userspace (delay, loss, rate, queue, per direction) by a TURN
 //!   relay that pages are forced through, since this kernel has no `netem`.
 
+pub mod api;
 pub mod browser;
 pub mod class;
 pub mod load;

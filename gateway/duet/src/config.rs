@@ -26,6 +26,8 @@ pub struct DuetConfig {
     pub sfu: SfuConfig,
     /// The recorder of recording classrooms (录播教室).
     pub recorder: RecorderConfig,
+    /// Recording live classes (同步课堂).
+    pub live: crate::live::LiveConfig,
 }
 
 impl Default for DuetConfig {
@@ -37,6 +39,7 @@ impl Default for DuetConfig {
             gateway: GatewayConfig::default(),
             sfu: SfuConfig::default(),
             recorder: RecorderConfig::default(),
+            live: crate::live::LiveConfig::default(),
         }
     }
 }
@@ -104,6 +107,7 @@ impl DuetConfig {
         self.recorder
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.live.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

@@ -7,8 +7,10 @@
 //! - [`run`]: starting services on listeners, with an injected shutdown future.
 //! - [`recording`]: the recorder beside the gateway or alone, the demo's simulated recording
 //!   room, and the gateway's link to the rooms.
+//! - [`live`]: the live-class recorder beside the gateway or alone, and the clip renderer.
 
 pub mod config;
+pub mod live;
 pub mod recording;
 pub mod run;
 

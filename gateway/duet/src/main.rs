@@ -34,6 +34,9 @@ enum Command {
     /// Run the recorder alone, for the recording classrooms in `[recorder]` (needs
     /// `recorder.gateway_url` and a machine token in `recorder.gateway_token`).
     Recorder,
+    /// Record the live classes alone (needs `live.gateway_url` and a district machine token in
+    /// `live.gateway_token`); recordings left by a killed run resume or are delivered.
+    LiveRecorder,
     /// Register a district and its first administrator (prints the password once).
     CreateDistrict {
         /// The district's name, e.g. 城关区.
@@ -76,6 +79,10 @@ async fn main() -> anyhow::Result<()> {
             shutdown_signal().await;
             eprintln!("Duet recorder: stopping (running recordings are closed and resume at the next start)…");
             duet::recording::stop_recorder(recorder).await;
+            return Ok(());
+        }
+        Command::LiveRecorder => {
+            duet::live::run_standalone(&config, shutdown_signal()).await?;
             return Ok(());
         }
         Command::CreateDistrict { name, admin } => {

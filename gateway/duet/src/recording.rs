@@ -74,22 +74,34 @@ pub async fn issue_recorder_token(
             what: "administrator",
             id: district.clone(),
         })?;
-    for school in &schools {
-        for old in store.list_api_tokens_of_school(school).await? {
-            if old.name == IN_PROCESS_TOKEN && old.is_active() {
-                store.revoke_api_token(&old.id, chrono::Utc::now()).await?;
-            }
+    let school = (schools.len() == 1).then(|| first.id.clone());
+    issue_machine_token(store, IN_PROCESS_TOKEN, &district, school, &creator.id).await
+}
+
+/// Issues a machine token named `name` for `district` (or one of its schools) on behalf of
+/// `creator`, revoking the active tokens of that name earlier starts issued there. Returns the
+/// secret. For the services `duet up` runs in its own process.
+pub async fn issue_machine_token(
+    store: &Store,
+    name: &str,
+    district: &str,
+    school: Option<String>,
+    creator: &str,
+) -> Result<String, StoreError> {
+    for old in store.list_api_tokens_in_district(district).await? {
+        if old.name == name && old.is_active() {
+            store.revoke_api_token(&old.id, chrono::Utc::now()).await?;
         }
     }
     let token = duet_gateway::auth::secret("duet");
     store
         .insert_api_token(&ApiTokenRow {
             id: new_id("tok"),
-            name: IN_PROCESS_TOKEN.into(),
+            name: name.into(),
             token_hash: duet_gateway::auth::secret_hash(&token),
-            district_id: Some(district),
-            school_id: (schools.len() == 1).then(|| first.id.clone()),
-            created_by: creator.id,
+            district_id: Some(district.to_owned()),
+            school_id: school,
+            created_by: creator.to_owned(),
             created_at: chrono::Utc::now(),
             revoked_at: None,
         })

@@ -47,6 +47,8 @@ pub struct Running {
     pub recorder: Option<Arc<duet_recorder::service::Recorder>>,
     /// The demo's simulated recording-room cameras, kept running with the recorder.
     pub cameras: Vec<duet_hardware::rtsp_sim::RtspCameraSim>,
+    /// The in-process live-class recorder, when one runs.
+    pub live: Option<duet_recorder::live::service::LiveRecorder>,
     stop: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -54,6 +56,10 @@ pub struct Running {
 impl Running {
     /// Drains the SFU's sessions, stops accepting, lets open requests finish, and waits.
     pub async fn stop(self) {
+        if let Some(live) = self.live {
+            // Leaves the classes; their recordings resume or are delivered at the next start.
+            live.stop().await;
+        }
         if let Some(recorder) = self.recorder {
             // First, so that the running part gets its EOS while the cameras still stream.
             crate::recording::stop_recorder(recorder).await;
@@ -129,14 +135,23 @@ async fn gateway_state(
     } else {
         Vec::new()
     };
-    Ok((
-        Arc::new(AppState::new(
-            config.gateway.clone(),
-            config.token_key()?,
-            store,
-        )),
-        demo,
-    ))
+    // Renders of an earlier run died with it.
+    match store.fail_unfinished_clips(chrono::Utc::now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            clips = n,
+            "clip exports interrupted by the last stop marked failed"
+        ),
+        Err(e) => tracing::warn!(error = %e, "unfinished clip exports not marked"),
+    }
+    let mut gateway = config.gateway.clone();
+    if gateway.clips_dir.is_empty() {
+        gateway.clips_dir = config.data_dir.join("clips").display().to_string();
+    }
+    let state = Arc::new(AppState::new(gateway, config.token_key()?, store));
+    // Clip exports (晒课) render with the recorder's GStreamer pipeline.
+    let _ = state.set_clip_renderer(Arc::new(crate::live::GstClipRenderer));
+    Ok((state, demo))
 }
 
 /// Keeps the SFU's joins and leaves as attendance of the timetabled lesson the room belongs to
@@ -144,6 +159,12 @@ async fn gateway_state(
 fn record_attendance(sfu: &duet_sfu::Sfu, state: Arc<AppState>) {
     let mut events = sfu.events();
     tokio::spawn(async move {
+        // This SFU just started: nobody is in its rooms, whatever an earlier run left open.
+        match state.store.close_open_attendance(chrono::Utc::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(closed = n, "joins left open by an earlier run closed"),
+            Err(e) => tracing::warn!(error = %e, "open joins not closed"),
+        }
         let mut open: std::collections::HashMap<(String, String), String> =
             std::collections::HashMap::new();
         loop {
@@ -162,6 +183,10 @@ fn record_attendance(sfu: &duet_sfu::Sfu, state: Arc<AppState>) {
                     role,
                     at,
                 } => {
+                    // Attendance is of people: Duet's own recorder is not kept.
+                    if role.is_hidden() {
+                        continue;
+                    }
                     let Some((series, date)) =
                         duet_gateway::api::timetable::parse_room(room.as_str())
                     else {
@@ -212,6 +237,7 @@ pub async fn start_up(config: &DuetConfig) -> Result<Running, StartError> {
     let (addr, stop, task) = serve(bind(&config.gateway.listen).await?, router);
     state.ready.store(true, Ordering::Release);
     let (recorder, cameras) = start_in_process_recorder(config, &state, addr).await;
+    let live = crate::live::start_in_process(config, &state.store, addr).await;
     Ok(Running {
         addr,
         gateway: Some(state),
@@ -219,6 +245,7 @@ pub async fn start_up(config: &DuetConfig) -> Result<Running, StartError> {
         demo_logins,
         recorder,
         cameras,
+        live,
         stop,
         task,
     })
@@ -237,7 +264,7 @@ async fn start_in_process_recorder(
 ) {
     let mut recorder = config.recorder.clone();
     let mut cameras = Vec::new();
-    if recorder.classrooms.is_empty() && config.gateway.demo {
+    if recorder.classrooms.is_empty() && config.gateway.demo && recorder.demo_room {
         // GStreamer's first init scans its plugins: off the async threads.
         cameras = tokio::task::spawn_blocking(crate::recording::start_demo_cameras)
             .await
@@ -248,7 +275,7 @@ async fn start_in_process_recorder(
         return (None, cameras);
     }
     if recorder.gateway_url.is_empty() {
-        recorder.gateway_url = format!("http://127.0.0.1:{}", addr.port());
+        recorder.gateway_url = format!("http://{}", crate::live::local_address(addr));
     }
     if recorder.gateway_token.is_empty() {
         match crate::recording::issue_recorder_token(&state.store, &recorder.classrooms).await {
@@ -284,6 +311,7 @@ pub async fn start_gateway(config: &DuetConfig) -> Result<Running, StartError> {
         demo_logins,
         recorder: None,
         cameras: Vec::new(),
+        live: None,
         stop,
         task,
     })
@@ -303,6 +331,7 @@ pub async fn start_sfu(config: &DuetConfig) -> Result<Running, StartError> {
         demo_logins: Vec::new(),
         recorder: None,
         cameras: Vec::new(),
+        live: None,
         stop,
         task,
     })

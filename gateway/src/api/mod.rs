@@ -8,16 +8,21 @@
 //! - [`timetable`]: series, exceptions, week view with conflicts, now/next, iCal, join, attendance.
 //! - [`recording`]: recording classrooms: recorder status, the lesson archive, manual control,
 //!   previews and director events.
+//! - [`archive`]: the lesson archive beyond registration: scope, signed media, reviewers,
+//!   publishing, deleting, clip export, the live rooms a recorder follows.
+//! - [`review`]: lesson observation (听评课): rubrics, comments, score sheets, S-T analysis.
 //! - [`openapi`]: the route table and `/api/openapi.json`.
 //!
 //! Every handler describes the resource it touches and asks [`crate::policy::authorize`]; errors
 //! become responses only in [`crate::error::ApiError`].
 
+pub mod archive;
 pub mod auth;
 pub mod district;
 pub mod openapi;
 pub mod org;
 pub mod recording;
+pub mod review;
 pub mod session;
 pub mod timetable;
 

@@ -2,11 +2,11 @@
 //! from the table (`GET /api/openapi.json`). A test checks that every route in the table answers
 //! (is routed) so the document cannot list an endpoint that does not exist.
 
-use super::{district, org, recording, session, timetable};
+use super::{district, org, recording, review, session, timetable};
 use crate::app::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, patch, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
@@ -224,14 +224,134 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep!(
         "get",
         "/api/lessons",
-        "Recorded lessons in scope, newest first (school_id, classroom_id, from, to)",
-        "in scope: district admin, school admin, teachers of the school, machine tokens"
+        "Recorded lessons in scope, newest first, with review count and final score (school_id, classroom_id, teacher, subject, pairing_id, kind, q, from, to)",
+        "in scope: district admin; school admin and teachers (own school, live lessons of their pairings); assigned reviewers; machine tokens"
     ),
     ep!(
         "get",
         "/api/lessons/{id}",
         "One recorded lesson",
         "in scope"
+    ),
+    ep!(
+        "delete",
+        "/api/lessons/{id}",
+        "Delete a lesson with its reviews, comments, clips and (file:// archives) its files",
+        "its school admin, district admin"
+    ),
+    ep!(
+        "get",
+        "/api/lessons/{id}/media",
+        "Signed URLs of the lesson's review video, HLS, poster, storyboard and tracks",
+        "in scope"
+    ),
+    ep!(
+        "get",
+        "/api/lessons/{id}/reviewers",
+        "Accounts assigned to review the lesson",
+        "in scope"
+    ),
+    ep!(
+        "put",
+        "/api/lessons/{id}/reviewers",
+        "Replace the assigned reviewers (reviewer, teacher or school admin accounts of the district)",
+        "its school admin, district admin"
+    ),
+    ep!(
+        "post",
+        "/api/lessons/{id}/publish",
+        "Publish the lesson",
+        "its school admin, district admin"
+    ),
+    ep!(
+        "post",
+        "/api/lessons/{id}/unpublish",
+        "Hide the lesson from everyone but its school admin and the district",
+        "its school admin, district admin"
+    ),
+    ep!(
+        "get",
+        "/api/lessons/{id}/clips",
+        "Clip exports of the lesson",
+        "in scope"
+    ),
+    ep!(
+        "post",
+        "/api/lessons/{id}/clips",
+        "Export a clip (晒课) with a title card; rendered in the background (202)",
+        "the lesson's teacher, its school admin, district admin"
+    ),
+    ep!(
+        "get",
+        "/api/clips/{id}",
+        "One clip export: state, progress, signed URL when done",
+        "in scope of its lesson"
+    ),
+    ep!(
+        "get",
+        "/api/live/sessions",
+        "Live rooms open now, with a recorder join token each",
+        "machine tokens (their scope), district admin"
+    ),
+    ep!(
+        "get",
+        "/api/rubrics",
+        "The district's rubrics (评价量表), the default first",
+        "logged in, in a district"
+    ),
+    ep!(
+        "post",
+        "/api/rubrics",
+        "Add a rubric: items with weights summing to 100, grade bands",
+        "district admin, school admin"
+    ),
+    ep!(
+        "get",
+        "/api/lessons/{id}/comments",
+        "Time-stamped comments (旁评) of a lesson, by time",
+        "whoever may read the lesson"
+    ),
+    ep!(
+        "post",
+        "/api/lessons/{id}/comments",
+        "Add a comment at a time of the lesson",
+        "assigned reviewers, the lesson's school admin, district admin"
+    ),
+    ep!(
+        "delete",
+        "/api/lessons/{id}/comments/{cid}",
+        "Remove one's own comment",
+        "its author"
+    ),
+    ep!(
+        "put",
+        "/api/lessons/{id}/my-review",
+        "Save the caller's score sheet and overall evaluation (总评), replacing the previous one",
+        "assigned reviewers, the lesson's school admin, district admin"
+    ),
+    ep!(
+        "get",
+        "/api/lessons/{id}/reviews",
+        "Every score sheet, the final mean and band, the rubric",
+        "whoever may read the lesson"
+    ),
+    ep!(
+        "get",
+        "/api/lessons/{id}/st",
+        "S-T analysis: the automatic and the corrected result",
+        "whoever may read the lesson"
+    ),
+    ep!(
+        "post",
+        "/api/lessons/{id}/st/recompute",
+        "Recompute the automatic S-T result at another interval or variant",
+        "assigned reviewers, the lesson's school admin, district admin"
+    ),
+    ep!(
+        "put",
+        "/api/lessons/{id}/st/corrected",
+        "Store a corrected S-T coding beside the automatic one",
+        "assigned reviewers, the lesson's school admin, district admin"
     ),
     ep!("get", "/api/openapi.json", "This document", "anyone"),
 ];
@@ -310,6 +430,27 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(recording::list_lessons).post(recording::register_lesson),
         )
         .route("/api/lessons/{id}", get(recording::get_lesson))
+        .merge(super::archive::routes())
+        .route(
+            "/api/rubrics",
+            get(review::list_rubrics).post(review::create_rubric),
+        )
+        .route(
+            "/api/lessons/{id}/comments",
+            get(review::list_comments).post(review::add_comment),
+        )
+        .route(
+            "/api/lessons/{id}/comments/{cid}",
+            delete(review::delete_comment),
+        )
+        .route("/api/lessons/{id}/my-review", put(review::put_my_review))
+        .route("/api/lessons/{id}/reviews", get(review::list_reviews))
+        .route("/api/lessons/{id}/st", get(review::get_st))
+        .route("/api/lessons/{id}/st/recompute", post(review::recompute_st))
+        .route(
+            "/api/lessons/{id}/st/corrected",
+            put(review::put_corrected_st),
+        )
         .route(
             "/api/openapi.json",
             get(|| async { axum::Json(document()) }),

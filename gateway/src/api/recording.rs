@@ -16,10 +16,11 @@ use super::auth::Authed;
 use super::{Json, audit, authorize_visible};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::policy::{Action, Resource, authorize};
+use crate::policy::{AccountRole, Action, Resource, authorize};
 use crate::recorder_link::RecordingCommand;
 use crate::store::{
-    ClassroomKind, ClassroomRow, LessonFilter, LessonRow, RecorderStatusRow, SchoolRow,
+    ClassroomKind, ClassroomRow, LessonFilter, LessonKind, LessonRow, LessonVisibility,
+    ListedLesson, RecorderStatusRow, SchoolRow,
 };
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -81,7 +82,7 @@ fn not_recording() -> ApiError {
 }
 
 /// A short identifier: 1..=`max` ASCII letters, digits, `_`, `-`, `.`.
-fn is_token(s: &str, max: usize) -> bool {
+pub(super) fn is_token(s: &str, max: usize) -> bool {
     !s.is_empty()
         && s.len() <= max
         && s.bytes()
@@ -198,6 +199,26 @@ pub struct LessonView {
     pub parts: Value,
     /// When the gateway registered it.
     pub registered_at: DateTime<Utc>,
+    /// `room` (a recording classroom) or `live` (a recorded live class).
+    pub kind: LessonKind,
+    /// For a live class: its pairing.
+    pub pairing_id: Option<String>,
+    /// Whether it is published (visible beyond its school's admins and the district).
+    pub published: bool,
+    /// How many reviewers scored it.
+    pub review_count: i64,
+    /// The mean of their totals (0..100), `null` before the first review.
+    pub final_score: Option<f64>,
+}
+
+impl From<ListedLesson> for LessonView {
+    fn from(l: ListedLesson) -> Self {
+        LessonView {
+            review_count: l.review_count,
+            final_score: l.final_score,
+            ..LessonView::from(l.lesson)
+        }
+    }
 }
 
 impl From<LessonRow> for LessonView {
@@ -220,12 +241,17 @@ impl From<LessonRow> for LessonView {
             ended_at: l.ended_at,
             archive_uri: l.archive_uri,
             registered_at: l.registered_at,
+            kind: l.kind,
+            pairing_id: l.pairing_id,
+            published: l.published,
+            review_count: 0,
+            final_score: None,
         }
     }
 }
 
 /// Free text: trimmed, at most `max` characters, no control characters; empty only if allowed.
-fn check_text(
+pub(super) fn check_text(
     field: &'static str,
     s: &str,
     max: usize,
@@ -269,6 +295,14 @@ fn check_archive_uri(uri: &str) -> Result<(), ApiError> {
     match uri.strip_prefix("s3://").and_then(|r| r.split_once('/')) {
         Some((bucket, key)) if is_token(bucket, 63) && !key.is_empty() => Ok(()),
         _ => Err(bad()),
+    }
+}
+
+/// A source id: a token, or `<participant>/<source>` (two tokens) for a live class's tracks.
+pub(super) fn is_source_id(s: &str) -> bool {
+    match s.split_once('/') {
+        Some((participant, source)) => is_token(participant, 64) && is_token(source, 64),
+        None => is_token(s, 64),
     }
 }
 
@@ -330,7 +364,7 @@ fn check_lesson(b: &NewLesson) -> Result<(), ApiError> {
     for f in &b.files {
         check_file_name(&f.name)?;
         if let Some(src) = &f.source_id
-            && !is_token(src, 64)
+            && !is_source_id(src)
         {
             return Err(ApiError::invalid("files", "bad source_id"));
         }
@@ -346,7 +380,7 @@ fn check_lesson(b: &NewLesson) -> Result<(), ApiError> {
     }
     for g in &b.gaps {
         if let Some(src) = &g.source_id
-            && !is_token(src, 64)
+            && !is_source_id(src)
         {
             return Err(ApiError::invalid("gaps", "bad source_id"));
         }
@@ -371,9 +405,11 @@ pub async fn register_lesson(
     if !posted.is_object() {
         return Err(ApiError::invalid("body", "must be a JSON object"));
     }
+    super::archive::check_live_fields(&posted)?;
     let b: NewLesson =
         serde_json::from_value(posted.clone()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     check_lesson(&b)?;
+    super::archive::check_registration_media(&b)?;
     // The classroom: absent and out of scope look the same.
     let no_room = || ApiError::invalid("classroom_id", "no such classroom");
     let room = match s.store.get_classroom(&b.classroom_id).await {
@@ -393,8 +429,23 @@ pub async fn register_lesson(
             Err(_) => no_room(),
         });
     }
-    if room.kind != ClassroomKind::Recording {
+    // A recorded live class is registered for its lead classroom, whatever its kind.
+    if b.kind == LessonKind::Room && room.kind != ClassroomKind::Recording {
         return Err(not_recording());
+    }
+    if let Some(pid) = &b.pairing_id {
+        super::archive::check_pairing(&s, pid, &school).await?;
+        // A timetabled class names its series' pairing, no other (the pairing decides who
+        // may see the lesson).
+        if let Some(series) = &b.series_id
+            && let Ok(row) = s.store.get_series(series).await
+            && row.pairing_id.as_deref() != Some(pid.as_str())
+        {
+            return Err(ApiError::invalid(
+                "pairing_id",
+                "不是该课程的结对 / not the pairing of the lesson's series",
+            ));
+        }
     }
     if let Some(existing) = s.store.find_lesson(&b.id).await? {
         return repeated(existing, &posted);
@@ -415,6 +466,9 @@ pub async fn register_lesson(
         metadata: posted.clone(),
         // Stored to the microsecond: the first answer and every later read must agree.
         registered_at: Utc::now().trunc_subsecs(6),
+        kind: b.kind,
+        pairing_id: b.pairing_id.clone(),
+        published: true,
     };
     match s.store.insert_lesson(&row).await {
         Ok(()) => {}
@@ -427,6 +481,7 @@ pub async fn register_lesson(
         }
         Err(e) => return Err(e.into()),
     }
+    super::review::automatic_st_at_registration(&s, &row).await;
     audit(
         &s,
         &a.principal.id,
@@ -462,6 +517,16 @@ pub struct LessonQuery {
     pub from: Option<NaiveDate>,
     /// Last school-local date (inclusive).
     pub to: Option<NaiveDate>,
+    /// Only this teacher's (the name, exactly).
+    pub teacher: Option<String>,
+    /// Only this subject's (the name, exactly).
+    pub subject: Option<String>,
+    /// Only this pairing's.
+    pub pairing_id: Option<String>,
+    /// Only `room` or only `live` lessons.
+    pub kind: Option<String>,
+    /// Text in the title, the teacher's or the subject's name.
+    pub q: Option<String>,
 }
 
 /// Midnight at the start of a school-local date, in UTC.
@@ -472,8 +537,20 @@ fn local_midnight(date: NaiveDate) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// An optional text filter: trimmed, empty = none, at most 100 characters.
+fn filter_text(field: &'static str, v: &Option<String>) -> Result<Option<String>, ApiError> {
+    match v.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) if t.chars().count() > 100 => Err(ApiError::invalid(
+            field,
+            "最多 100 个字符 / at most 100 characters",
+        )),
+        Some(t) => Ok(Some(t.to_owned())),
+    }
+}
+
 /// `GET /api/lessons`: the caller's lessons in scope, newest first (at most
-/// [`MAX_LESSONS_LISTED`]).
+/// [`MAX_LESSONS_LISTED`]), filtered, each with its review count and final score.
 pub async fn list_lessons(
     State(s): State<Arc<AppState>>,
     a: Authed,
@@ -485,34 +562,38 @@ pub async fn list_lessons(
     {
         return Err(ApiError::invalid("to", "to must not be before from"));
     }
-    // A school-bound caller can only ever see its own school: ask the store for that alone.
-    let school_id = match (&a.principal.school, &q.school_id) {
-        (Some(own), Some(asked)) if own != asked => return Ok(Json(Vec::new())),
-        (Some(own), _) => Some(own.clone()),
-        (None, asked) => asked.clone(),
+    let kind = match q.kind.as_deref() {
+        None | Some("") => None,
+        Some(k) => {
+            Some(LessonKind::parse(k).ok_or_else(|| ApiError::invalid("kind", "room or live"))?)
+        }
     };
+    // District admins and district-wide machine tokens see the whole district; everyone else at
+    // most their school, its pairings' live lessons and what is assigned to them. The query
+    // narrows to that, the policy decides on every row.
+    let district_wide = a.principal.role == AccountRole::DistrictAdmin
+        || a.principal.role == AccountRole::Machine && a.principal.school.is_none();
     let filter = LessonFilter {
         district_id: Some(district.clone()),
-        school_id,
-        classroom_id: q.classroom_id.clone(),
+        school_id: filter_text("school_id", &q.school_id)?,
+        classroom_id: filter_text("classroom_id", &q.classroom_id)?,
         since: q.from.and_then(local_midnight),
         before: q.to.and_then(|t| t.succ_opt()).and_then(local_midnight),
+        teacher: filter_text("teacher", &q.teacher)?,
+        subject: filter_text("subject", &q.subject)?,
+        pairing_id: filter_text("pairing_id", &q.pairing_id)?,
+        kind,
+        text: filter_text("q", &q.q)?,
+        visible_to: (!district_wide).then(|| LessonVisibility {
+            school: a.principal.school.clone(),
+            user: a.principal.id.clone(),
+        }),
     };
     let rows = s.store.list_lessons(&filter, MAX_LESSONS_LISTED).await?;
+    let scope = super::archive::ScopeData::load(&s, &a, &district).await?;
     Ok(Json(
         rows.into_iter()
-            .filter(|l| {
-                authorize(
-                    &a.principal,
-                    Action::Read,
-                    &Resource::Recording {
-                        classroom: &l.classroom_id,
-                        school: &l.school_id,
-                        district: &district,
-                    },
-                )
-                .is_ok()
-            })
+            .filter(|l| scope.may_read(&a, &l.lesson, &district))
             .map(LessonView::from)
             .collect(),
     ))
@@ -524,19 +605,13 @@ pub async fn get_lesson(
     a: Authed,
     Path(id): Path<String>,
 ) -> Result<Json<LessonView>, ApiError> {
-    let lesson = s.store.find_lesson(&id).await?.ok_or(ApiError::NotFound)?;
-    let school = s.store.get_school(&lesson.school_id).await?;
-    authorize(
-        &a.principal,
-        Action::Read,
-        &Resource::Recording {
-            classroom: &lesson.classroom_id,
-            school: &school.id,
-            district: &school.district_id,
-        },
-    )
-    .map_err(|_| ApiError::NotFound)?;
-    Ok(Json(LessonView::from(lesson)))
+    super::archive::lesson_for(&s, &a, &id, Action::Read).await?;
+    let listed = s
+        .store
+        .find_listed_lesson(&id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(LessonView::from(listed)))
 }
 
 // ---------------------------------------------------------------------------------------------

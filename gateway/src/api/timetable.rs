@@ -1077,18 +1077,7 @@ pub async fn join(
     let exp = (now + chrono::Duration::seconds(s.config.join_token_ttl_secs as i64))
         .min(o.end + chrono::Duration::minutes(30));
     let room = format!("{}-{}", o.series.0, o.date);
-    let claims = JoinClaims {
-        room: RoomId(room.clone()),
-        sub: ParticipantId(sub),
-        name: name
-            .chars()
-            .take(duet_sfu_proto::token::MAX_NAME_CHARS)
-            .collect(),
-        role,
-        grants: role.default_grants(),
-        iat: now.timestamp().max(0) as u64,
-        exp: exp.timestamp().max(0) as u64,
-    };
+    let claims = join_claims(&room, sub, &name, role, now, exp);
     audit(
         &s,
         &a.principal.id,
@@ -1114,6 +1103,30 @@ pub async fn join(
                 .unwrap_or_default()
         ),
     }))
+}
+
+/// The claims of a join token for `room`: `sub` as `name` (cut to the token's limit) in `role`
+/// with its default grants, issued `now`, expiring at `exp`.
+pub fn join_claims(
+    room: &str,
+    sub: String,
+    name: &str,
+    role: LiveRole,
+    now: DateTime<Utc>,
+    exp: DateTime<Utc>,
+) -> JoinClaims {
+    JoinClaims {
+        room: RoomId(room.to_owned()),
+        sub: ParticipantId(sub),
+        name: name
+            .chars()
+            .take(duet_sfu_proto::token::MAX_NAME_CHARS)
+            .collect(),
+        role,
+        grants: role.default_grants(),
+        iat: now.timestamp().max(0) as u64,
+        exp: exp.timestamp().max(0) as u64,
+    }
 }
 
 /// `GET /api/attendance` query.

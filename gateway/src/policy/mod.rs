@@ -15,6 +15,14 @@
 //!   reports the recorder's state and registers lessons (create) and reads them; the school's
 //!   admin and teachers watch (read) and control it — start, stop, extend, director events
 //!   (update); the district admin does everything.
+//! - a recorded lesson in the archive ([`Resource::Lesson`], 课堂实录): the district admin reads
+//!   every lesson of the district; school admins and teachers read their school's lessons and
+//!   the live lessons whose pairing includes their school; any account reads the lessons it is
+//!   assigned to review; machine tokens read as for [`Resource::Recording`]; classroom logins
+//!   read none. An unpublished lesson is read only by its school's admin and the district admin.
+//!   Update (assign reviewers, publish, unpublish) and delete: the lesson's school admin and the
+//!   district admin. Create (export a clip): the lesson's teacher, its school admin, the district
+//!   admin — each only while they may read it.
 //!
 //! Pure: no I/O, no clock. Tested by a matrix of every role against every resource kind and action.
 
@@ -206,6 +214,22 @@ pub enum Resource<'a> {
         /// Its district.
         district: &'a str,
     },
+    /// A recorded lesson in the archive (课堂实录). Read: see it, its media, reviews; Create:
+    /// export a clip; Update: assign reviewers, publish or unpublish; Delete: delete it.
+    Lesson {
+        /// The school that recorded it.
+        school: &'a str,
+        /// Its district.
+        district: &'a str,
+        /// For a live lesson: every school of its pairing (lead and partners); empty otherwise.
+        pairing_schools: &'a [String],
+        /// The accounts assigned to review it.
+        reviewers: &'a [String],
+        /// The accounts of its teacher (by name in its school, or the series' teacher).
+        teachers: &'a [String],
+        /// Whether it is published.
+        published: bool,
+    },
 }
 
 /// Access refused; the message is safe to show.
@@ -242,6 +266,9 @@ fn allowed(p: &Principal, action: Action, r: &Resource<'_>) -> bool {
     use Action as A;
     let in_district = |d: &str| same(p.district.as_ref(), d);
     let my_school = |s: &str| same(p.school.as_ref(), s);
+    if let Resource::Lesson { .. } = r {
+        return lesson_allowed(p, action, r);
+    }
     match (p.role, r) {
         // District admins: everything in their district except joining as a participant is
         // decided by `join_role`; they may not create or delete districts.
@@ -360,7 +387,52 @@ fn district_of<'a>(r: &Resource<'a>) -> &'a str {
         | Resource::Class { district, .. }
         | Resource::AuditLog { district, .. }
         | Resource::Attendance { district }
-        | Resource::Recording { district, .. } => district,
+        | Resource::Recording { district, .. }
+        | Resource::Lesson { district, .. } => district,
+    }
+}
+
+/// [`Resource::Lesson`]: see the module doc.
+fn lesson_allowed(p: &Principal, action: Action, r: &Resource<'_>) -> bool {
+    use AccountRole as R;
+    use Action as A;
+    let Resource::Lesson {
+        school,
+        district,
+        pairing_schools,
+        reviewers,
+        teachers,
+        published,
+    } = *r
+    else {
+        return false;
+    };
+    let in_district = same(p.district.as_ref(), district);
+    let my_school = same(p.school.as_ref(), school);
+    // Those who manage the lesson: its school's admin and the district admin.
+    let manager = in_district
+        && match p.role {
+            R::DistrictAdmin => true,
+            R::SchoolAdmin => my_school,
+            _ => false,
+        };
+    let assigned = in_district && reviewers.contains(&p.id);
+    let paired = pairing_schools.iter().any(|s| same(p.school.as_ref(), s));
+    let reads = manager
+        || published
+            && match p.role {
+                R::DistrictAdmin | R::Classroom => false,
+                R::SchoolAdmin | R::Teacher => in_district && my_school || paired || assigned,
+                R::Reviewer => assigned,
+                R::Machine => my_school || p.school.is_none() && in_district,
+            };
+    match action {
+        A::Read => reads,
+        A::Update | A::Delete => manager,
+        A::Create => {
+            reads && (manager || p.role == R::Teacher && in_district && teachers.contains(&p.id))
+        }
+        A::Join => false,
     }
 }
 

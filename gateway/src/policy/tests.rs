@@ -351,3 +351,114 @@ fn role_tokens_round_trip() {
     }
     assert_eq!(AccountRole::parse("root"), None);
 }
+
+#[test]
+fn lesson_matrix() {
+    // Lessons of school s1 (district d1): a room lesson assigned to reviewer rv and teacher t2
+    // (of s2), taught by t1; the same hidden; a live lesson of the pairing s1 > s2; the same
+    // hidden; a room lesson of s3 (district d2).
+    let none: Vec<String> = Vec::new();
+    let assigned = vec!["rv".to_string(), "t2".to_string()];
+    let t1 = vec!["t1".to_string()];
+    let pairing = vec!["s1".to_string(), "s2".to_string()];
+    let lesson = |school, district, pairing_schools, reviewers, published| Resource::Lesson {
+        school,
+        district,
+        pairing_schools,
+        reviewers,
+        teachers: &t1,
+        published,
+    };
+    let resources = [
+        ("room s1", lesson("s1", "d1", &none, &assigned, true)),
+        (
+            "room s1 hidden",
+            lesson("s1", "d1", &none, &assigned, false),
+        ),
+        ("live s1>s2", lesson("s1", "d1", &pairing, &none, true)),
+        (
+            "live s1>s2 hidden",
+            lesson("s1", "d1", &pairing, &none, false),
+        ),
+        ("room s3", lesson("s3", "d2", &none, &none, true)),
+    ];
+    let p = principal;
+    let rows: [(Principal, [&str; 5]); 11] = [
+        (
+            p("da1", AccountRole::DistrictAdmin, Some("d1"), None, None),
+            ["RCUD", "RCUD", "RCUD", "RCUD", "-"],
+        ),
+        (
+            p(
+                "sa1",
+                AccountRole::SchoolAdmin,
+                Some("d1"),
+                Some("s1"),
+                None,
+            ),
+            ["RCUD", "RCUD", "RCUD", "RCUD", "-"],
+        ),
+        (
+            p(
+                "sa2",
+                AccountRole::SchoolAdmin,
+                Some("d1"),
+                Some("s2"),
+                None,
+            ),
+            ["-", "-", "R", "-", "-"],
+        ),
+        (
+            p("t1", AccountRole::Teacher, Some("d1"), Some("s1"), None),
+            ["RC", "-", "RC", "-", "-"],
+        ),
+        (
+            p("t9", AccountRole::Teacher, Some("d1"), Some("s1"), None),
+            ["R", "-", "R", "-", "-"],
+        ),
+        (
+            p("t2", AccountRole::Teacher, Some("d1"), Some("s2"), None),
+            ["R", "-", "R", "-", "-"],
+        ),
+        (
+            p("t3", AccountRole::Teacher, Some("d2"), Some("s3"), None),
+            ["-", "-", "-", "-", "R"],
+        ),
+        (
+            p("rv", AccountRole::Reviewer, Some("d1"), None, None),
+            ["R", "-", "-", "-", "-"],
+        ),
+        (
+            p(
+                "u-c1",
+                AccountRole::Classroom,
+                Some("d1"),
+                Some("s1"),
+                Some("c1"),
+            ),
+            ["-", "-", "-", "-", "-"],
+        ),
+        (
+            p("m1", AccountRole::Machine, Some("d1"), Some("s1"), None),
+            ["R", "-", "R", "-", "-"],
+        ),
+        (
+            p("md2", AccountRole::Machine, Some("d2"), None, None),
+            ["-", "-", "-", "-", "R"],
+        ),
+    ];
+    let mut mismatches = Vec::new();
+    for (who, expected) in &rows {
+        for ((name, r), want) in resources.iter().zip(expected.iter()) {
+            let got = letters(who, r);
+            if got != *want {
+                mismatches.push(format!("{} on {name}: expected {want}, got {got}", who.id));
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "lesson matrix differs:\n{}",
+        mismatches.join("\n")
+    );
+}

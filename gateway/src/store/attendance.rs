@@ -79,6 +79,15 @@ impl Store {
         Ok(false)
     }
 
+    /// Closes every join still open at `at`: for an SFU that starts (nobody can be in its rooms
+    /// yet), so that a process that died without recording the leaves does not leave classes
+    /// that look live forever. Returns how many were closed.
+    pub async fn close_open_attendance(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        let query = sqlx::query("UPDATE attendance SET left_at = $1 WHERE left_at IS NULL")
+            .bind(instant_text(at));
+        execute(&self.pool, query, "attendance").await
+    }
+
     /// The attendance of a series, on one date or (with `None`) on every date, by join time.
     pub async fn list_attendance(
         &self,

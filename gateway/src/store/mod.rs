@@ -60,8 +60,10 @@
 //! - [`idempotency`]: stored responses of idempotent requests.
 //! - [`attendance`]: who joined which lesson, when.
 //! - [`recording`]: recording classrooms: the recorders' last reports and the lesson archive.
+//! - [`review`]: lesson observation (听评课): rubrics, comments, reviews, S-T results.
 
 pub mod accounts;
+pub mod archive;
 pub mod attendance;
 pub mod audit;
 pub mod calendar;
@@ -72,6 +74,7 @@ pub mod kinds;
 pub mod org;
 pub mod pairings;
 pub mod recording;
+pub mod review;
 pub mod series;
 #[cfg(test)]
 mod tests;
@@ -84,6 +87,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, ConnectOptions, Connection, Transaction};
 
 pub use accounts::{ApiTokenRow, BrowserSessionRow, UserRow};
+pub use archive::{AssignmentRow, ClipRow, ClipState, OpenRoomRow};
 pub use attendance::AttendanceRow;
 pub use audit::{AuditFilter, AuditRow};
 pub use calendar::{BellPeriodRow, SubjectRow, TermDayRow, TermRow};
@@ -92,7 +96,10 @@ pub use idempotency::IdempotencyRow;
 pub use kinds::{ClassroomKind, ExceptionKind, PairingScope, Role, SchoolKind, TermDayKind};
 pub use org::{ClassroomRow, DistrictRow, SchoolRow};
 pub use pairings::PairingRow;
-pub use recording::{LessonFilter, LessonRow, RecorderStatusRow};
+pub use recording::{
+    LessonFilter, LessonKind, LessonRow, LessonVisibility, ListedLesson, RecorderStatusRow,
+};
+pub use review::{CommentRow, ReviewRow, RubricBand, RubricItem, RubricRow, StKind, StResultRow};
 pub use series::{ExceptionRow, SeriesRow};
 
 /// Migrations in `gateway/migrations/`, embedded in the binary; the same files for both backends.

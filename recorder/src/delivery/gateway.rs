@@ -76,6 +76,10 @@ pub fn registration(
             })
             .collect(),
         parts: u32::try_from(manifest.parts.len()).unwrap_or(u32::MAX),
+        kind: duet_gateway_proto::LessonKind::Room,
+        pairing_id: None,
+        speech: None,
+        media: None,
     }
 }
 
