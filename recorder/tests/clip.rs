@@ -525,12 +525,12 @@ fn a_chinese_font_is_installed() -> Result<()> {
     Ok(())
 }
 
-/// Wall-clock time of a 60 s clip (with the title card, 65 s of media) from a 1280×720 input;
-/// run with `cargo test -p duet-recorder --test clip -- --ignored --nocapture`.
+/// A 60 s clip (65 s with the title card) from a 1280×720 input still meets the upload spec
+/// over its whole length; the wall-clock time it took is printed for docs/benchmarks.md
+/// (`cargo test -p duet-recorder --test clip -- --nocapture a_60_s_clip`), never asserted.
 #[test]
-#[ignore = "a measurement, not a check"]
-fn measure_a_60_s_clip() -> Result<()> {
-    let dir = scratch("measure");
+fn a_60_s_clip_meets_the_spec_and_its_time_is_reported() -> Result<()> {
+    let dir = scratch("sixty");
     let input = dir.join("review.mp4");
     make_input(&input, &[("ball", 70)], 1280, 720)?;
     let output = dir.join("clip.mp4");
@@ -549,5 +549,13 @@ fn measure_a_60_s_clip() -> Result<()> {
         report.elapsed,
         report.bitrate_bps
     );
+    let seconds = report.duration.as_secs_f64();
+    assert!((seconds - 65.0).abs() <= 0.5, "duration {seconds} s");
+    assert!(
+        (500_000..=1_000_000).contains(&report.bitrate_bps),
+        "bitrate {} bit/s",
+        report.bitrate_bps
+    );
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
