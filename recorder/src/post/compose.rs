@@ -314,15 +314,15 @@ pub fn compose(
         .map_err(|_| ComposeError::MissingElement {
             factory: "videotestsrc",
         })?;
-    let base_caps = capsfilter(
-        gst::Caps::builder("video/x-raw")
-            .field("format", "I420")
-            .field("width", WIDTH)
-            .field("height", HEIGHT)
-            .field("framerate", gst::Fraction::new(FPS, 1))
-            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-            .build(),
-    )?;
+    // The output picture: the base layer and the compositor's output have the same caps.
+    let frame = gst::Caps::builder("video/x-raw")
+        .field("format", "I420")
+        .field("width", WIDTH)
+        .field("height", HEIGHT)
+        .field("framerate", gst::Fraction::new(FPS, 1))
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+        .build();
+    let base_caps = capsfilter(frame.clone())?;
     let compositor = gst::ElementFactory::make("compositor")
         .property_from_str("background", "black")
         .property_from_str("start-time-selection", "zero")
@@ -330,15 +330,7 @@ pub fn compose(
         .map_err(|_| ComposeError::MissingElement {
             factory: "compositor",
         })?;
-    let out_caps = capsfilter(
-        gst::Caps::builder("video/x-raw")
-            .field("format", "I420")
-            .field("width", WIDTH)
-            .field("height", HEIGHT)
-            .field("framerate", gst::Fraction::new(FPS, 1))
-            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-            .build(),
-    )?;
+    let out_caps = capsfilter(frame)?;
     let x264 = gst::ElementFactory::make("x264enc")
         .property("bitrate", VIDEO_KBPS)
         .property("key-int-max", (FPS * 2) as u32)
