@@ -3,10 +3,15 @@
 //!
 //! GCC's two signals, judged over windows of [`WINDOW`] rather than per feedback packet:
 //! - **Delay:** the one-way delay of each packet, against the lowest seen over the last
-//!   [`BASE_HISTORY`] windows, is the queue in front of the subscriber's link. A queue above
+//!   [`BASE_HISTORY`] windows. The queue in front of the subscriber's link is the window's
+//!   *lowest* delay above that base: a full link delays every packet, while a keyframe's burst,
+//!   or a starved CPU that holds a few packets back now and then, delays some and leaves the
+//!   rest on time (a mean would count those as a standing queue). A queue above
 //!   [`OVERUSE_QUEUE_MS`] for two windows in a row means the link is full: the estimate falls to
-//!   85 % of what was delivered. One window is not enough: a keyframe's burst queues for a moment
-//!   on a narrow link without the link being too narrow.
+//!   85 % of what was delivered, but by at most half in one cut (what is delivered is only what
+//!   the allocator chose to send, often far less than the link carries). After a cut the queue
+//!   needs time to drain: while it shrinks, and for [`CUT_SPACING`] after a cut, the estimate is
+//!   held, not cut again, so one congestion episode cannot ratchet a link down to nothing.
 //! - **Loss:** per window, and smoothed across windows (a window holds only tens of packets, so
 //!   5 % random loss often reads as 10 % in one): when both the window's and the smoothed loss are
 //!   above 10 % the estimate falls by half the loss; when both are below 2 % it grows; between 2 % and 10 % it does not treat the loss as
@@ -28,6 +33,11 @@ pub const BASE_HISTORY: usize = 20;
 /// Queueing delay that, held for two windows, counts as a full link.
 pub const OVERUSE_QUEUE_MS: f64 = 50.0;
 const CEILING_MEMORY: Duration = Duration::from_secs(15);
+/// Shortest time between two cuts for a full link: a cut reaches the link only after the
+/// allocator acts on it and the queue in front of the subscriber drains.
+pub const CUT_SPACING: Duration = Duration::from_secs(1);
+/// How much smaller than the last window's a queue must be to count as draining.
+const DRAINING_MS: f64 = 5.0;
 
 /// One packet the feedback reported on.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -47,6 +57,8 @@ pub enum Verdict {
     Unknown,
     /// The queue grew: the link is full.
     Overuse,
+    /// A queue stands but is draining, or the last cut is too recent to have acted: held.
+    Draining,
     /// More than 10 % lost.
     HeavyLoss,
     /// Some loss, no queue: held.
@@ -60,8 +72,11 @@ pub enum Verdict {
 pub struct WindowReport {
     /// Share of the window's packets lost.
     pub loss: f64,
-    /// Mean queueing delay, milliseconds (`None` before a base delay is known).
+    /// The standing queue (the window's lowest delay above the base), milliseconds (`None`
+    /// before a base delay is known).
     pub queue_ms: Option<f64>,
+    /// Mean queueing delay, milliseconds.
+    pub mean_queue_ms: Option<f64>,
     /// What arrived, bits per second.
     pub delivered: Option<f64>,
 }
@@ -88,6 +103,8 @@ pub struct Bwe {
     base_next: usize,
     /// Consecutive windows with a queue above [`OVERUSE_QUEUE_MS`].
     queued_windows: u32,
+    /// The last window's standing queue, milliseconds.
+    last_queue: Option<f64>,
     /// The highest estimate no overuse has refuted: what the hold zone may recover to.
     peak: f64,
     /// Loss smoothed across windows.
@@ -108,6 +125,7 @@ impl Bwe {
             peak: initial,
             loss_avg: None,
             queued_windows: 0,
+            last_queue: None,
             min,
             max,
             epoch: None,
@@ -183,11 +201,18 @@ impl Bwe {
             self.base_next = (self.base_next + 1) % BASE_HISTORY;
         }
         let base = self.base.iter().copied().fold(f64::INFINITY, f64::min);
-        let queue = mean_delay.filter(|_| base.is_finite()).map(|d| d - base);
+        let queued = |d: f64| (base.is_finite() && d.is_finite()).then_some(d - base);
+        let queue = queued(self.window_min_delay);
+        let mean_queue = mean_delay.and_then(queued);
         if queue.is_some_and(|q| q > OVERUSE_QUEUE_MS) {
             self.queued_windows += 1;
         } else {
             self.queued_windows = 0;
+        }
+        let draining =
+            matches!((self.last_queue, queue), (Some(l), Some(q)) if q < l - DRAINING_MS);
+        if queue.is_some() {
+            self.last_queue = queue;
         }
         // Reset the window.
         self.window_start = Some(now);
@@ -211,12 +236,18 @@ impl Bwe {
         self.last = WindowReport {
             loss,
             queue_ms: queue,
+            mean_queue_ms: mean_queue,
             delivered,
         };
         let secs = span.as_secs_f64().min(1.0);
-        self.verdict = if self.queued_windows >= 2 {
+        let cut_recently = self
+            .last_overuse
+            .is_some_and(|at| now.saturating_duration_since(at) < CUT_SPACING);
+        self.verdict = if self.queued_windows >= 2 && (draining || cut_recently) {
+            Verdict::Draining
+        } else if self.queued_windows >= 2 {
             if let Some(d) = delivered {
-                self.estimate = self.estimate.min(0.85 * d);
+                self.estimate = self.estimate.min((0.85 * d).max(0.5 * self.estimate));
             }
             self.peak = self.estimate;
             self.last_overuse = Some(now);
@@ -396,6 +427,118 @@ mod tests {
             assert_ne!(bwe.verdict(), Verdict::HeavyLoss, "{:?}", bwe.last_window());
         }
         assert!(bwe.estimate() >= 1_000_000.0, "{}", bwe.estimate());
+    }
+
+    /// One window of 50 packets of 1,000 bytes sent evenly from `t`, each delayed by 100 ms plus
+    /// `queue_ms`; the feedback arrives at the window's end.
+    fn window(bwe: &mut Bwe, origin: Instant, t: Instant, queue_ms: u64) {
+        let samples: Vec<Sample> = (0..50u64)
+            .map(|i| {
+                let departure = t + Duration::from_millis(i * 10);
+                Sample {
+                    departure,
+                    arrival: Some(departure - origin + Duration::from_millis(100 + queue_ms)),
+                    size: 1000,
+                }
+            })
+            .collect();
+        bwe.on_feedback(t + WINDOW, samples);
+    }
+
+    #[test]
+    fn a_draining_queue_is_cut_for_once_not_every_window() {
+        let start = Instant::now();
+        let mut bwe = Bwe::new(1_200_000.0, 100_000.0, 50_000_000.0);
+        let mut t = start;
+        for _ in 0..4 {
+            window(&mut bwe, start, t, 0);
+            t += WINDOW;
+        }
+        // A full link: 400 ms of queue in front of every packet, draining 60 ms a window once cut.
+        let mut verdicts = Vec::new();
+        for q in [400u64, 400, 340, 280, 220, 160, 100] {
+            window(&mut bwe, start, t, q);
+            t += WINDOW;
+            verdicts.push(bwe.verdict());
+        }
+        let cuts = verdicts.iter().filter(|v| **v == Verdict::Overuse).count();
+        assert_eq!(cuts, 1, "{verdicts:?}");
+        assert!(verdicts.contains(&Verdict::Draining), "{verdicts:?}");
+        // One cut to 85 % of the 800 kbit/s that arrived, not a ratchet toward the floor.
+        assert!(
+            (600_000.0..=700_000.0).contains(&bwe.estimate()),
+            "{}",
+            bwe.estimate()
+        );
+    }
+
+    #[test]
+    fn a_starved_cpu_holding_some_packets_back_is_not_a_full_link() {
+        let start = Instant::now();
+        let mut bwe = Bwe::new(1_000_000.0, 100_000.0, 50_000_000.0);
+        let mut t = start;
+        // Every window, the process stalls for 250 ms: the packets sent in the stall arrive late
+        // (up to 250 ms), the others on time.
+        for _ in 0..20 {
+            let samples: Vec<Sample> = (0..50u64)
+                .map(|i| {
+                    let departure = t + Duration::from_millis(i * 10);
+                    let stalled = (i * 10).saturating_sub(200);
+                    let late = if (200..450).contains(&(i * 10)) {
+                        250 - stalled
+                    } else {
+                        0
+                    };
+                    Sample {
+                        departure,
+                        arrival: Some(departure - start + Duration::from_millis(100 + late)),
+                        size: 1000,
+                    }
+                })
+                .collect();
+            bwe.on_feedback(t + WINDOW, samples);
+            t += WINDOW;
+            assert_ne!(bwe.verdict(), Verdict::Overuse, "{:?}", bwe.last_window());
+        }
+        assert!(bwe.estimate() > 1_000_000.0, "{}", bwe.estimate());
+    }
+
+    #[test]
+    fn one_cut_takes_at_most_half_of_an_estimate_that_was_not_all_used() {
+        let start = Instant::now();
+        let mut bwe = Bwe::new(2_000_000.0, 100_000.0, 50_000_000.0);
+        let mut t = start;
+        // 800 kbit/s flows while 2 Mbit/s and more are allowed.
+        for q in [0u64, 0, 0, 0, 300] {
+            window(&mut bwe, start, t, q);
+            t += WINDOW;
+        }
+        let before = bwe.estimate();
+        assert!(before > 2_000_000.0, "{before}");
+        window(&mut bwe, start, t, 300);
+        assert_eq!(bwe.verdict(), Verdict::Overuse);
+        // Not 85 % of the 816 kbit/s that arrived.
+        assert_eq!(bwe.estimate(), before / 2.0);
+    }
+
+    #[test]
+    fn a_queue_that_keeps_standing_is_cut_again_after_the_spacing() {
+        let start = Instant::now();
+        let mut bwe = Bwe::new(2_000_000.0, 100_000.0, 50_000_000.0);
+        let mut t = start;
+        for _ in 0..4 {
+            window(&mut bwe, start, t, 0);
+            t += WINDOW;
+        }
+        let mut verdicts = Vec::new();
+        for _ in 0..8 {
+            window(&mut bwe, start, t, 300);
+            t += WINDOW;
+            verdicts.push(bwe.verdict());
+        }
+        let cuts = verdicts.iter().filter(|v| **v == Verdict::Overuse).count();
+        // Four seconds of queue from the second window on: a cut at most once a second.
+        assert!((3..=4).contains(&cuts), "{verdicts:?}");
     }
 
     #[test]

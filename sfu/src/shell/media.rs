@@ -266,6 +266,7 @@ impl rtc::interceptor::BandwidthEstimator for SubscriberBwe {
                 verdict = ?self.0.verdict(),
                 loss = w.loss,
                 queue_ms = ?w.queue_ms,
+                mean_queue_ms = ?w.mean_queue_ms,
                 delivered = ?w.delivered.map(|d| d as u64),
                 "bandwidth window"
             );
