@@ -25,7 +25,7 @@ use crate::app::AppState;
 use crate::clips::{ClipJob, TitleCard};
 use crate::error::ApiError;
 use crate::media::{self, CLIP_NAMESPACE, MediaUrlError, PathError, RangeAnswer};
-use crate::policy::{AccountRole, Action, Resource, authorize};
+use crate::policy::{AccountRole, Action, Principal, Resource, authorize};
 use crate::store::{
     AssignmentRow, ClipRow, ClipState, LessonKind, LessonRow, Role, SchoolRow, StoreError, new_id,
 };
@@ -227,6 +227,8 @@ pub struct LessonCtx {
     pub lesson: LessonRow,
     /// Its school.
     pub school: SchoolRow,
+    /// The accounts assigned to review it.
+    pub reviewers: Vec<String>,
 }
 
 /// The schools of a lesson's pairing when it is live (lead first), else none.
@@ -284,6 +286,16 @@ pub async fn lesson_for(
     id: &str,
     action: Action,
 ) -> Result<LessonCtx, ApiError> {
+    lesson_in_scope(s, &a.principal, id, action).await
+}
+
+/// [`lesson_for`] for a principal: the one place a lesson's [`Resource::Lesson`] is built.
+pub(super) async fn lesson_in_scope(
+    s: &AppState,
+    p: &Principal,
+    id: &str,
+    action: Action,
+) -> Result<LessonCtx, ApiError> {
     let lesson = s.store.find_lesson(id).await?.ok_or(ApiError::NotFound)?;
     let school = s.store.get_school(&lesson.school_id).await?;
     let pairing = pairing_schools(s, &lesson).await?;
@@ -307,11 +319,15 @@ pub async fn lesson_for(
         teachers: &teachers,
         published: lesson.published,
     };
-    if authorize(&a.principal, Action::Read, &resource).is_err() {
+    if authorize(p, Action::Read, &resource).is_err() {
         return Err(ApiError::NotFound);
     }
-    authorize(&a.principal, action, &resource)?;
-    Ok(LessonCtx { lesson, school })
+    authorize(p, action, &resource)?;
+    Ok(LessonCtx {
+        lesson,
+        school,
+        reviewers,
+    })
 }
 
 /// What deciding read access over a listing needs, loaded once: the district's pairings and

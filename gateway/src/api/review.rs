@@ -21,7 +21,7 @@ use super::auth::Authed;
 use super::{Json, audit, check_name};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::policy::{AccountRole, Action, Principal, Resource, authorize};
+use crate::policy::{AccountRole, Action, Principal};
 use crate::store::review::{COMMENT_PREFIX, RUBRIC_PREFIX, default_rubric_id};
 use crate::store::{
     CommentRow, LessonRow, ReviewRow, RubricBand, RubricItem, RubricRow, StKind, StResultRow,
@@ -102,33 +102,11 @@ pub async fn lesson_access(
     p: &Principal,
     lesson_id: &str,
 ) -> Result<LessonAccess, ApiError> {
-    let lesson = s
-        .store
-        .find_lesson(lesson_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    let school = s.store.get_school(&lesson.school_id).await?;
-    // Who may read is the archive's lesson scope (own school, the paired schools of a live
-    // class, assigned reviewers, the district; unpublished: admins only).
-    let pairing = super::archive::pairing_schools(s, &lesson).await?;
-    let reviewers: Vec<String> = s
-        .store
-        .list_review_assignments(&lesson.id)
-        .await?
-        .into_iter()
-        .map(|r| r.reviewer_id)
-        .collect();
-    let resource = Resource::Lesson {
-        school: &school.id,
-        district: &school.district_id,
-        pairing_schools: &pairing,
-        reviewers: &reviewers,
-        teachers: &[],
-        published: lesson.published,
-    };
-    if authorize(p, Action::Read, &resource).is_err() {
-        return Err(ApiError::NotFound);
-    }
+    let super::archive::LessonCtx {
+        lesson,
+        school,
+        reviewers,
+    } = super::archive::lesson_in_scope(s, p, lesson_id, Action::Read).await?;
     let assigned = p.role != AccountRole::Machine && reviewers.contains(&p.id);
     let is = |x: &Option<String>, v: &str| x.as_deref() == Some(v);
     let may_write = assigned
