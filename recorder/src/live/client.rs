@@ -9,6 +9,9 @@
 //!   lesson keeps one timeline and the time without packets is a gap, not a new lesson.
 //! - **Layers:** the recorder asks for the full resolution of every camera (a `track_view` of
 //!   1080 px), and the SFU gives it what its link carries.
+//! - **Disk:** each track's file is written on its own blocking thread behind a bounded queue,
+//!   flushed at least every 250 ms; a disk too slow for the queue loses packets (counted and
+//!   logged), never the runtime the SFU shares in `duet up`.
 //! - **Who is who:** the participants' names and roles are kept in `participants.json` beside the
 //!   dumps, for post-processing (the lead teacher's microphone is the teacher's voice).
 //!
@@ -467,7 +470,10 @@ fn unix_ms(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Writes one received track into its dump until the track ends.
+/// Writes one received track into its dump until the track ends. The file work happens on a
+/// blocking thread ([`write_dump`]) fed through a bounded queue, so a slow disk never stalls the
+/// runtime the SFU and the other tracks share; packets that find the queue full are dropped and
+/// counted.
 async fn write_track(
     remote: Arc<dyn TrackRemote>,
     offered: Offered,
@@ -484,96 +490,134 @@ async fn write_track(
         return;
     };
     let audio = info.source.is_audio();
-    let mut writer: Option<DumpWriter> = None;
-    let mut written = 0u64;
-    // Buffered packets reach the disk at least every 250 ms, also while the track is quiet.
-    let mut flush = tokio::time::interval(FLUSH_EVERY);
-    loop {
-        let ev = tokio::select! {
-            ev = remote.poll() => ev,
-            _ = flush.tick() => {
-                if let Some(w) = writer.as_mut()
-                    && let Err(e) = w.flush()
-                {
-                    tracing::error!(error = %e, "a track's dump failed; its recording stops here");
-                    break;
-                }
-                continue;
-            }
-        };
-        let Some(ev) = ev else { break };
+    let mut queue: Option<(std::sync::mpsc::SyncSender<Arrived>, JoinHandle<()>)> = None;
+    let (mut written, mut dropped) = (0u64, 0u64);
+    while let Some(ev) = remote.poll().await {
         let packet = match ev {
             TrackRemoteEvent::OnRtpPacket(p) => p,
             TrackRemoteEvent::OnEnded | TrackRemoteEvent::OnError => break,
             _ => continue,
         };
         let now = SystemTime::now();
-        if writer.is_none() {
+        if queue.is_none() {
             let codec = remote.codec(packet.header.ssrc).await;
             let prefix = format!(
                 "{}~{}~",
                 component(&info.participant.to_string()),
                 info.source.as_str()
             );
-            // Parts of one track (rejoins, a restarted recorder) are numbered in order.
-            let part = existing_parts(&tracks_dir(&dir), &prefix);
-            let meta = track_meta(
-                &info,
-                audio,
-                codec.as_ref(),
-                packet.header.payload_type,
-                part,
-            );
+            let meta = track_meta(&info, audio, codec.as_ref(), packet.header.payload_type);
             let path = tracks_dir(&dir).join(format!("{prefix}{}.rtp", unix_ms(now)));
-            let created = std::fs::create_dir_all(tracks_dir(&dir))
-                .map_err(|e| e.to_string())
-                .and_then(|()| DumpWriter::create(&path, &meta).map_err(|e| e.to_string()));
-            match created {
-                Ok(w) => {
-                    tracing::info!(participant = %info.participant, source = %info.source, part, file = %path.display(), "recording a track");
-                    if let Ok(mut s) = stats.lock() {
-                        s.files += 1;
-                    }
-                    writer = Some(w);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, file = %path.display(), "cannot record a track");
-                    return;
-                }
-            }
+            let (tx, rx) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
+            let span = tracing::info_span!(
+                "dump",
+                participant = %info.participant,
+                source = %info.source
+            );
+            let (stats, dir) = (stats.clone(), dir.clone());
+            let writer = tokio::task::spawn_blocking(move || {
+                let _g = span.enter();
+                write_dump(&dir, &prefix, &path, meta, &rx, &stats);
+            });
+            queue = Some((tx, writer));
         }
         let Ok(bytes) = packet.marshal() else {
             continue;
         };
-        if let Some(w) = writer.as_mut() {
-            if let Err(e) = w.write(now, &bytes) {
-                tracing::error!(error = %e, "a track's dump failed; its recording stops here");
-                break;
+        let Some((tx, _)) = queue.as_ref() else { break };
+        match tx.try_send(Arrived(now, bytes.to_vec())) {
+            Ok(()) => {
+                written += 1;
+                if written.is_multiple_of(256)
+                    && let Ok(mut s) = stats.lock()
+                {
+                    s.packets += 256;
+                }
             }
-            written += 1;
-            if written.is_multiple_of(256)
-                && let Ok(mut s) = stats.lock()
-            {
-                s.packets += 256;
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                dropped += 1;
+                if dropped.is_power_of_two() {
+                    tracing::warn!(
+                        dropped,
+                        "the disk is behind; packets of a track were dropped"
+                    );
+                }
             }
+            // The writer stopped: it logged why.
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => break,
         }
     }
-    if let Some(w) = writer
-        && let Err(e) = w.finish()
-    {
-        tracing::warn!(error = %e, "a track's dump did not close cleanly");
+    if let Some((tx, writer)) = queue {
+        drop(tx);
+        let _ = writer.await;
     }
     if let Ok(mut s) = stats.lock() {
         s.packets += written % 256;
     }
 }
 
+/// Packets a track's writer may have waiting (some seconds of a camera's top layer).
+const WRITE_QUEUE: usize = 4096;
+
+/// One received packet and when it arrived.
+struct Arrived(SystemTime, Vec<u8>);
+
+/// The blocking side of [`write_track`]: creates the dump (numbered after the parts already
+/// there: rejoins, a restarted recorder), writes what arrives and flushes at least every
+/// [`FLUSH_EVERY`], also while the track is quiet, until the queue closes.
+fn write_dump(
+    dir: &Path,
+    prefix: &str,
+    path: &Path,
+    mut meta: TrackMeta,
+    rx: &std::sync::mpsc::Receiver<Arrived>,
+    stats: &Mutex<ClientStats>,
+) {
+    let tracks = tracks_dir(dir);
+    meta.part = existing_parts(&tracks, prefix);
+    let created = std::fs::create_dir_all(&tracks)
+        .map_err(|e| e.to_string())
+        .and_then(|()| DumpWriter::create(path, &meta).map_err(|e| e.to_string()));
+    let mut w = match created {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, file = %path.display(), "cannot record a track");
+            return;
+        }
+    };
+    tracing::info!(part = meta.part, file = %path.display(), "recording a track");
+    if let Ok(mut s) = stats.lock() {
+        s.files += 1;
+    }
+    let mut flushed = std::time::Instant::now();
+    loop {
+        let written = match rx.recv_timeout(FLUSH_EVERY) {
+            Ok(Arrived(at, bytes)) => w.write(at, &bytes),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(()),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let flushed_now = if flushed.elapsed() >= FLUSH_EVERY {
+            flushed = std::time::Instant::now();
+            w.flush()
+        } else {
+            Ok(())
+        };
+        if let Err(e) = written.and(flushed_now) {
+            tracing::error!(error = %e, "a track's dump failed; its recording stops here");
+            break;
+        }
+    }
+    if let Err(e) = w.finish() {
+        tracing::warn!(error = %e, "a track's dump did not close cleanly");
+    }
+}
+
+/// What a track's dump says of it (its part number is the writer's: [`write_dump`]).
 fn track_meta(
     info: &TrackInfo,
     audio: bool,
     codec: Option<&rtc::rtp_transceiver::rtp_sender::RTCRtpCodec>,
     first_pt: u8,
-    part: u32,
 ) -> TrackMeta {
     let codec_name = match codec.and_then(|c| Codec::from_mime(&c.mime_type)) {
         Some(c) => c,
@@ -597,7 +641,7 @@ fn track_meta(
         clock_rate: if audio { 48_000 } else { 90_000 },
         payload_type,
         red_payload_type: audio.then_some(RED_PAYLOAD_TYPE),
-        part,
+        part: 0,
     }
 }
 
