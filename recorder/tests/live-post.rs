@@ -389,3 +389,46 @@ fn dumps_remux_to_webm_and_compose_to_mp4() -> Result<()> {
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+/// A disk that fills up during a remux (the output is `/dev/full`): the remux fails with the
+/// pipeline's error once its queue is full, rather than waiting for good on a pipeline that
+/// stopped, and leaves no output file.
+#[test]
+fn a_full_disk_fails_the_remux_instead_of_hanging() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("duet-live-post-full-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let lesson = UNIX_EPOCH + Duration::from_secs(1_780_000_000);
+    // Snow at a low quantizer: well over the remux's queue of encoded VP8.
+    let packets = rtp_from(
+        "videotestsrc num-buffers=60 pattern=snow ! video/x-raw,width=1280,height=720,framerate=25/1 \
+         ! vp8enc deadline=1 cpu-used=8 target-bitrate=60000000 min-quantizer=0 max-quantizer=4 \
+         ! rtpvp8pay pt=96 ssrc=7 mtu=1200 ! appsink name=sink sync=false",
+    )?;
+    let bytes: usize = packets.iter().map(|(_, p)| p.len()).sum();
+    let queue = duet_recorder::post::remux::QUEUED_BYTES as usize;
+    assert!(bytes > queue + (2 << 20), "only {bytes} bytes of VP8");
+    let dump = dir.join("teacher-camera.0.rtp");
+    let mut w = DumpWriter::create(&dump, &meta("teacher", "camera", Codec::Vp8, 0))?;
+    for (pts, p) in &packets {
+        w.write(at(lesson, *pts), p)?;
+    }
+    w.finish()?;
+    let out = dir.join("teacher-camera.webm");
+    std::os::unix::fs::symlink("/dev/full", dir.join("teacher-camera.webm.part"))?;
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (input, output) = (dump.clone(), out.clone());
+    std::thread::spawn(move || {
+        let _ = tx.send(remux_track(&[input], lesson, &output));
+    });
+    let result = rx
+        .recv_timeout(Duration::from_secs(120))
+        .context("the remux hung on a full disk")?;
+    match result {
+        Err(RemuxError::Pipeline { reason, .. }) => println!("refused: {reason}"),
+        other => bail!("expected a pipeline error, got {other:?}"),
+    }
+    assert!(!out.exists(), "a partial output was published");
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}

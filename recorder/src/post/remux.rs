@@ -37,7 +37,10 @@
 //! resolution seen in the whole track (found in a first pass over the keyframes). The WebM
 //! header then declares that size; each frame still decodes at its own.
 //!
-//! Blocking; runs on the caller's thread (the appsrc is fed from it).
+//! Blocking; runs on the caller's thread (the appsrc is fed from it). The feeding waits while
+//! [`QUEUED_BYTES`] are queued, watching the bus: a pipeline that stopped on an error (a full
+//! disk, say) never drains its queue, and the remux then fails with that error (or after a
+//! minute in which the pipeline took nothing) instead of waiting for good.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -63,6 +66,8 @@ pub const RESYNC: Duration = Duration::from_secs(1);
 
 /// How long EOS may take to reach the file after the last packet.
 const EOS_DEADLINE: Duration = Duration::from_secs(60);
+/// Bytes the appsrc may hold before the feeding waits for the pipeline.
+pub const QUEUED_BYTES: u64 = 8 << 20;
 
 /// How far a new segment's sequence numbers jump from the previous segment's last one.
 const SEGMENT_SEQ_JUMP: u16 = 1000;
@@ -721,8 +726,7 @@ pub fn remux_track(
         .caps(&caps.build())
         .format(gst::Format::Time)
         .is_live(false)
-        .block(true)
-        .max_bytes(8 << 20)
+        .max_bytes(QUEUED_BYTES)
         .build();
     let depay = make(depay)?;
     let mux = make("webmmux")?;
@@ -752,9 +756,22 @@ pub fn remux_track(
 
     let mut seq = Sequencer::new(&first);
     let mut flow: Result<(), gst::FlowError> = Ok(());
+    let mut stopped: Option<String> = None;
     let mut push = |ready: Ready| {
         if flow.is_err() {
             return;
+        }
+        let waiting = Instant::now();
+        while appsrc.current_level_bytes() >= QUEUED_BYTES {
+            let reason = bus_error(&bus, Duration::from_millis(20)).or_else(|| {
+                (waiting.elapsed() > EOS_DEADLINE)
+                    .then(|| format!("the pipeline took nothing for {EOS_DEADLINE:?}"))
+            });
+            if let Some(reason) = reason {
+                stopped = Some(reason);
+                flow = Err(gst::FlowError::Error);
+                return;
+            }
         }
         let mut buffer = gst::Buffer::from_mut_slice(ready.rtp);
         if let Some(b) = buffer.get_mut() {
@@ -772,7 +789,8 @@ pub fn remux_track(
     }
     seq.flush(&mut push);
     if let Err(flow) = flow {
-        let reason = bus_error(&bus, Duration::from_secs(1))
+        let reason = stopped
+            .or_else(|| bus_error(&bus, Duration::from_secs(1)))
             .unwrap_or_else(|| format!("pushing stopped: {flow:?}"));
         return Err(pipeline_err(reason));
     }
