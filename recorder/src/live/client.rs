@@ -525,7 +525,7 @@ async fn write_track(
             continue;
         };
         let Some((tx, _)) = queue.as_ref() else { break };
-        match tx.try_send(Arrived(now, bytes.to_vec())) {
+        match tx.try_send(Arrived(now, bytes.freeze())) {
             Ok(()) => {
                 written += 1;
                 if written.is_multiple_of(256)
@@ -559,8 +559,8 @@ async fn write_track(
 /// Packets a track's writer may have waiting (some seconds of a camera's top layer).
 const WRITE_QUEUE: usize = 4096;
 
-/// One received packet and when it arrived.
-struct Arrived(SystemTime, Vec<u8>);
+/// One received packet (as marshalled, not copied) and when it arrived.
+struct Arrived(SystemTime, bytes::Bytes);
 
 /// The blocking side of [`write_track`]: creates the dump (numbered after the parts already
 /// there: rejoins, a restarted recorder), writes what arrives and flushes at least every
